@@ -1,0 +1,183 @@
+// symprobe: the public C++ interface of the core.
+//
+// One header is the whole contract shared by the Python module, the LAMMPS pair style and the
+// i-PI driver. It has no torch types, so front ends compile without torch headers.
+//
+// Units everywhere in this header: lengths in Angstrom, energies in eV, forces in eV/Angstrom,
+// virials in eV. Arrays are row-major; a cell holds the three lattice vectors as ROWS.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace symprobe {
+
+// Every error the core raises. `kind` lets bindings map it to a native exception type.
+class Error : public std::runtime_error {
+public:
+    enum Kind {
+        InvalidInput,  // bad user input: shapes, NaN, singular cell, unknown element, ...
+        FileNotFound,  // model path does not exist
+        InvalidModel,  // file exists but is not a valid symprobe model (corrupt, bad metadata)
+        ModelFailure,  // the model raised or returned something outside the contract
+    };
+    Error(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+    Kind kind() const { return kind_; }
+
+private:
+    Kind kind_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Elements
+// ---------------------------------------------------------------------------------------------
+
+// Atomic number of a chemical symbol ("O" -> 8); throws Error(InvalidInput) for unknown symbols.
+int atomic_number(const std::string& symbol);
+// Chemical symbol of an atomic number (8 -> "O"); throws for numbers outside 1..118.
+std::string element_symbol(int atomic_number);
+
+// ---------------------------------------------------------------------------------------------
+// Neighbour list
+// ---------------------------------------------------------------------------------------------
+
+// A full neighbour list: every pair appears twice (i->j and j->i), periodic self-images
+// included, the zero-shift self pair excluded. Pairs are grouped by centre in increasing order.
+//   vectors[e] = x[neighbors[e]] - x[centers[e]] + shifts[e] . cell   (Angstrom)
+// where x are the positions exactly as given (not wrapped) and shifts are integer cell offsets,
+// non-zero only along periodic axes.
+struct NeighborList {
+    std::vector<int64_t> centers;
+    std::vector<int64_t> neighbors;
+    std::vector<int32_t> shifts;   // [E, 3]
+    std::vector<double> vectors;   // [E, 3], Angstrom
+    size_t size() const { return centers.size(); }
+};
+
+struct NeighborOptions {
+    double cutoff = 0.0;  // Angstrom; pairs with |r| < cutoff
+    int threads = 1;      // worker threads for the search (1 = serial)
+};
+
+// Cell-list search, O(N). `cell` is 3x3 row-major (lattice vectors as rows); rows of
+// non-periodic axes are ignored (they may be zero). Atoms may lie outside the cell.
+// Throws Error(InvalidInput) for NaN/inf positions, a singular periodic cell, a bad cutoff,
+// or two atoms closer than 1e-6 Angstrom.
+void compute_neighbors(const double* positions, int64_t n_atoms, const double* cell,
+                       const bool* pbc, const NeighborOptions& options, NeighborList& out);
+
+// Verlet list: a neighbour list built with cutoff + skin and re-used while no atom has moved
+// more than skin/2 since the build and the cell and periodicity are unchanged. With skin = 0
+// it rebuilds at every call. The returned list only holds pairs within the cutoff.
+class VerletList {
+public:
+    VerletList(double cutoff, double skin, int threads);
+    // Returns the current list; `rebuilt` tells whether a full search was done.
+    const NeighborList& update(const double* positions, int64_t n_atoms, const double* cell,
+                               const bool* pbc, bool* rebuilt = nullptr);
+    double cutoff() const { return cutoff_; }
+    double skin() const { return skin_; }
+    int64_t n_builds() const { return n_builds_; }
+    // The list returned by the last update.
+    const NeighborList& current() const { return current_; }
+
+private:
+    double cutoff_, skin_;
+    int threads_;
+    int64_t n_builds_ = 0;
+    NeighborList wide_;      // pairs within cutoff + skin at the last build
+    NeighborList current_;   // pairs within cutoff now
+    std::vector<double> built_positions_;
+    std::array<double, 9> built_cell_{};
+    std::array<bool, 3> built_pbc_{};
+};
+
+// ---------------------------------------------------------------------------------------------
+// Models and evaluation
+// ---------------------------------------------------------------------------------------------
+
+// Metadata stored in the model file (extra file "metadata.json"); see docs/model-contract.md.
+struct ModelMetadata {
+    int contract_version = 0;
+    double cutoff = 0.0;             // Angstrom
+    double interaction_range = 0.0;  // Angstrom, cutoff x message-passing depth
+    std::vector<int> elements;       // atomic numbers the model accepts
+    std::string dtype;               // "float32" or "float64"
+    std::string energy_unit;         // "eV"
+    std::string length_unit;         // "A"
+    std::string name;
+    std::string json;                // the metadata as stored
+};
+
+ModelMetadata parse_metadata(const std::string& json, const std::string& origin);
+
+struct ModelOptions {
+    std::string device = "cpu";  // "cpu" (CUDA arrives with the CUDA build)
+    int threads = 0;             // torch intra-op threads and neighbour-search threads; 0 = keep
+    double skin = 0.0;           // Verlet skin, Angstrom (0 = rebuild the list every call)
+};
+
+// What to compute; energy is always computed.
+struct Request {
+    bool forces = true;
+    bool virial = true;
+    bool energies = false;        // per-atom energies
+    bool atomic_virials = false;  // per-atom virials (half of each edge's virial to each end)
+};
+
+struct Results {
+    double energy = 0.0;                     // eV
+    std::vector<double> energies;            // [N] eV, if requested
+    std::vector<double> forces;              // [N, 3] eV/A, if requested
+    std::array<double, 9> virial{};          // eV, W = -sum_e r_e (x) dE/dr_e, row-major
+    std::vector<double> atomic_virials;      // [N, 9] eV, if requested
+};
+
+// A graph as the model contract sees it; lets front ends that own their neighbour lists (LAMMPS
+// ghosts) use the same evaluation path.
+struct Graph {
+    const int32_t* numbers = nullptr;   // [n_nodes] atomic numbers
+    int64_t n_nodes = 0;
+    int64_t n_energy_nodes = 0;         // energy summed over nodes [0, n_energy_nodes)
+    const int64_t* centers = nullptr;   // [n_edges]
+    const int64_t* neighbors = nullptr; // [n_edges]
+    const double* vectors = nullptr;    // [n_edges, 3] Angstrom
+    int64_t n_edges = 0;
+};
+
+class Model {
+public:
+    // Loads the TorchScript file and its metadata once. Throws Error(FileNotFound /
+    // InvalidModel) with the path in the message.
+    Model(const std::string& path, const ModelOptions& options = {});
+    ~Model();
+    Model(Model&&) noexcept;
+    Model& operator=(Model&&) noexcept;
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
+
+    const ModelMetadata& metadata() const;
+    const ModelOptions& options() const;
+    const std::string& path() const;
+
+    // Energy, forces and virial of a system: positions [N,3] (A), atomic numbers [N], cell [3,3]
+    // (A, rows), periodicity along each axis. Builds (or re-uses) the neighbour list.
+    Results compute(const double* positions, const int32_t* numbers, int64_t n_atoms,
+                    const double* cell, const bool* pbc, const Request& request = {});
+
+    // Evaluates a graph the caller built; forces are returned for all n_nodes.
+    Results compute_graph(const Graph& graph, const Request& request = {});
+
+    // The neighbour list used by the last compute() call.
+    const NeighborList& last_neighbors() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace symprobe

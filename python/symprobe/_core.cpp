@@ -1,0 +1,218 @@
+// Thin pybind11 binding of the C++ core (csrc/): array checks and conversions only.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "symprobe/symprobe.hpp"
+
+#include <sstream>
+
+namespace py = pybind11;
+using symprobe::Error;
+
+namespace {
+
+using Doubles = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using Ints = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+std::string shape_of(const py::array& a) {
+    std::ostringstream s;
+    s << "(";
+    for (py::ssize_t k = 0; k < a.ndim(); ++k) s << (k ? ", " : "") << a.shape(k);
+    s << (a.ndim() == 1 ? ",)" : ")");
+    return s.str();
+}
+
+void check_shape(const py::array& a, const char* name, py::ssize_t rows, py::ssize_t cols) {
+    bool ok = cols < 0 ? (a.ndim() == 1 && (rows < 0 || a.shape(0) == rows))
+                       : (a.ndim() == 2 && (rows < 0 || a.shape(0) == rows) && a.shape(1) == cols);
+    if (!ok) {
+        std::ostringstream msg;
+        msg << name << " must have shape (" << (rows < 0 ? std::string("N") : std::to_string(rows));
+        if (cols >= 0) msg << ", " << cols;
+        msg << (cols < 0 ? ",)" : ")") << ", got " << shape_of(a);
+        throw py::value_error(msg.str());
+    }
+}
+
+struct Geometry {
+    Doubles positions, cell;
+    std::array<bool, 3> pbc{};
+};
+
+Geometry geometry(const py::object& positions, const py::object& cell, const py::object& pbc) {
+    Geometry g;
+    g.positions = Doubles::ensure(positions);
+    if (!g.positions) throw py::value_error("positions must be an array of numbers (Angstrom)");
+    check_shape(g.positions, "positions", -1, 3);
+    g.cell = cell.is_none() ? Doubles(std::vector<py::ssize_t>{3, 3}) : Doubles::ensure(cell);
+    if (cell.is_none()) std::fill(g.cell.mutable_data(), g.cell.mutable_data() + 9, 0.0);
+    if (!g.cell) throw py::value_error("cell must be a 3x3 array of numbers (Angstrom)");
+    check_shape(g.cell, "cell", 3, 3);
+    if (py::isinstance<py::bool_>(pbc)) {
+        g.pbc.fill(pbc.cast<bool>());
+    } else {
+        auto flags = py::array_t<bool, py::array::c_style | py::array::forcecast>::ensure(pbc);
+        if (!flags || flags.ndim() != 1 || flags.shape(0) != 3) {
+            throw py::value_error("pbc must be a bool or 3 bools");
+        }
+        for (int k = 0; k < 3; ++k) g.pbc[k] = flags.at(k);
+    }
+    return g;
+}
+
+template <typename T>
+py::array_t<T> to_array(const std::vector<T>& v, std::vector<py::ssize_t> shape) {
+    py::array_t<T> out(shape);
+    std::copy(v.begin(), v.end(), out.mutable_data());
+    return out;
+}
+
+py::dict results_dict(const symprobe::Results& r, int64_t n, const symprobe::Request& q) {
+    py::dict d;
+    d["energy"] = r.energy;
+    if (q.energies) d["energies"] = to_array(r.energies, {n});
+    if (q.forces) d["forces"] = to_array(r.forces, {n, 3});
+    if (q.virial) {
+        std::vector<double> w(r.virial.begin(), r.virial.end());
+        d["virial"] = to_array(w, {3, 3});
+    }
+    if (q.atomic_virials) d["atomic_virials"] = to_array(r.atomic_virials, {n, 3, 3});
+    return d;
+}
+
+std::vector<int32_t> atomic_numbers(const py::object& numbers, py::ssize_t n) {
+    auto z = Ints::ensure(numbers);
+    if (!z) throw py::value_error("numbers must be an array of atomic numbers");
+    check_shape(z, "numbers", n, -1);
+    std::vector<int32_t> out(z.data(), z.data() + z.size());
+    return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "symprobe compiled core (units: Angstrom, eV)";
+
+    // Error kinds -> Python exceptions; InvalidModelError and ModelError live in this module.
+    static py::exception<Error> invalid_model(m, "InvalidModelError", PyExc_ValueError);
+    static py::exception<Error> model_error(m, "ModelError", PyExc_RuntimeError);
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const Error& e) {
+            switch (e.kind()) {
+                case Error::InvalidInput: PyErr_SetString(PyExc_ValueError, e.what()); break;
+                case Error::FileNotFound: PyErr_SetString(PyExc_FileNotFoundError, e.what()); break;
+                case Error::InvalidModel: PyErr_SetString(invalid_model.ptr(), e.what()); break;
+                case Error::ModelFailure: PyErr_SetString(model_error.ptr(), e.what()); break;
+            }
+        }
+    });
+
+    m.def("atomic_number", &symprobe::atomic_number, py::arg("symbol"));
+    m.def("element_symbol", &symprobe::element_symbol, py::arg("atomic_number"));
+
+    m.def(
+        "neighbor_list",
+        [](const py::object& positions, const py::object& cell, const py::object& pbc,
+           double cutoff, int threads) {
+            Geometry g = geometry(positions, cell, pbc);
+            symprobe::NeighborOptions options;
+            options.cutoff = cutoff;
+            options.threads = threads;
+            symprobe::NeighborList nl;
+            {
+                py::gil_scoped_release release;
+                symprobe::compute_neighbors(g.positions.data(), g.positions.shape(0),
+                                            g.cell.data(), g.pbc.data(), options, nl);
+            }
+            py::ssize_t e = static_cast<py::ssize_t>(nl.size());
+            return py::make_tuple(to_array(nl.centers, {e}), to_array(nl.neighbors, {e}),
+                                  to_array(nl.shifts, {e, 3}), to_array(nl.vectors, {e, 3}));
+        },
+        py::arg("positions"), py::arg("cell"), py::arg("pbc"), py::arg("cutoff"),
+        py::arg("threads") = 1);
+
+    py::class_<symprobe::Model>(m, "Model")
+        .def(py::init([](const std::string& path, const std::string& device, int threads,
+                         double skin) {
+                 symprobe::ModelOptions options;
+                 options.device = device;
+                 options.threads = threads;
+                 options.skin = skin;
+                 return std::make_unique<symprobe::Model>(path, options);
+             }),
+             py::arg("path"), py::arg("device") = "cpu", py::arg("threads") = 0,
+             py::arg("skin") = 0.0)
+        .def_property_readonly("path", &symprobe::Model::path)
+        .def_property_readonly("metadata_json",
+                               [](const symprobe::Model& m) { return m.metadata().json; })
+        .def_property_readonly("cutoff", [](const symprobe::Model& m) { return m.metadata().cutoff; })
+        .def_property_readonly("interaction_range",
+                               [](const symprobe::Model& m) { return m.metadata().interaction_range; })
+        .def_property_readonly("elements",
+                               [](const symprobe::Model& m) {
+                                   std::vector<std::string> out;
+                                   for (int z : m.metadata().elements) {
+                                       out.push_back(symprobe::element_symbol(z));
+                                   }
+                                   return out;
+                               })
+        .def_property_readonly("dtype", [](const symprobe::Model& m) { return m.metadata().dtype; })
+        .def_property_readonly("device", [](const symprobe::Model& m) { return m.options().device; })
+        .def(
+            "compute",
+            [](symprobe::Model& model, const py::object& positions, const py::object& numbers,
+               const py::object& cell, const py::object& pbc, bool forces, bool virial,
+               bool energies, bool atomic_virials) {
+                Geometry g = geometry(positions, cell, pbc);
+                py::ssize_t n = g.positions.shape(0);
+                std::vector<int32_t> z = atomic_numbers(numbers, n);
+                symprobe::Request q{forces, virial, energies, atomic_virials};
+                symprobe::Results r;
+                {
+                    py::gil_scoped_release release;
+                    r = model.compute(g.positions.data(), z.data(), n, g.cell.data(),
+                                      g.pbc.data(), q);
+                }
+                return results_dict(r, n, q);
+            },
+            py::arg("positions"), py::arg("numbers"), py::arg("cell") = py::none(),
+            py::arg("pbc") = false, py::arg("forces") = true, py::arg("virial") = true,
+            py::arg("energies") = false, py::arg("atomic_virials") = false)
+        .def(
+            "compute_graph",
+            [](symprobe::Model& model, const py::object& numbers, const py::object& centers,
+               const py::object& neighbors, const py::object& vectors, int64_t n_energy_nodes,
+               bool forces, bool virial, bool energies, bool atomic_virials) {
+                auto c = Ints::ensure(centers), nb = Ints::ensure(neighbors);
+                auto v = Doubles::ensure(vectors);
+                if (!c || !nb || !v) throw py::value_error("graph arrays must be numeric");
+                check_shape(c, "centers", -1, -1);
+                check_shape(nb, "neighbors", c.shape(0), -1);
+                check_shape(v, "vectors", c.shape(0), 3);
+                auto zarr = Ints::ensure(numbers);
+                if (!zarr) throw py::value_error("numbers must be an array of atomic numbers");
+                py::ssize_t n = zarr.ndim() == 1 ? zarr.shape(0) : -1;
+                std::vector<int32_t> z = atomic_numbers(numbers, n);
+                symprobe::Graph g;
+                g.numbers = z.data();
+                g.n_nodes = n;
+                g.n_energy_nodes = n_energy_nodes < 0 ? n : n_energy_nodes;
+                g.centers = c.data();
+                g.neighbors = nb.data();
+                g.vectors = v.data();
+                g.n_edges = c.shape(0);
+                symprobe::Request q{forces, virial, energies, atomic_virials};
+                symprobe::Results r;
+                {
+                    py::gil_scoped_release release;
+                    r = model.compute_graph(g, q);
+                }
+                return results_dict(r, n, q);
+            },
+            py::arg("numbers"), py::arg("centers"), py::arg("neighbors"), py::arg("vectors"),
+            py::arg("n_energy_nodes") = -1, py::arg("forces") = true, py::arg("virial") = true,
+            py::arg("energies") = false, py::arg("atomic_virials") = false);
+}

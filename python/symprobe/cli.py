@@ -1,0 +1,100 @@
+"""The `symprobe` command line."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _free_path(path: str) -> str:
+    """`path` if it does not exist, else the first of path-1, path-2, ... that does not."""
+    if not os.path.exists(path):
+        return path
+    root, ext = os.path.splitext(path)
+    k = 1
+    while os.path.exists(f"{root}-{k}{ext}"):
+        k += 1
+    return f"{root}-{k}{ext}"
+
+
+def md(args) -> int:
+    import ase.io
+    import numpy as np
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.verlet import VelocityVerlet
+    from tqdm import tqdm
+
+    from .calculator import Calculator
+    from .water import water_box
+
+    if args.structure:
+        atoms = ase.io.read(args.structure, index=0)
+        source = args.structure
+    else:
+        atoms = water_box(args.molecules, seed=args.seed)
+        source = f"generated box of {args.molecules} water molecules"
+    atoms.calc = Calculator(args.model, threads=args.threads, skin=args.skin)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature,
+                                 rng=np.random.default_rng(args.seed))
+    Stationary(atoms)
+    if args.thermostat == "langevin":
+        dyn = Langevin(atoms, args.timestep * units.fs, temperature_K=args.temperature,
+                       friction=1.0 / (args.tau * units.fs), fixcm=False,
+                       rng=np.random.default_rng(args.seed))
+    else:
+        dyn = VelocityVerlet(atoms, args.timestep * units.fs)
+    output = _free_path(args.output)
+    print(f"symprobe md: {source}, {len(atoms)} atoms, model {atoms.calc.model.path}")
+    print(f"  {args.steps} steps of {args.timestep} fs, {args.thermostat} at {args.temperature} K;"
+          f" trajectory -> {output} every {args.interval} steps")
+
+    def report(step):
+        epot = atoms.get_potential_energy()
+        ekin = atoms.get_kinetic_energy()
+        bar.write(f"step {step:7d}  t={step * args.timestep / 1000:8.3f} ps  "
+                  f"Epot={epot:12.4f} eV  Etot={epot + ekin:12.4f} eV  "
+                  f"T={atoms.get_temperature():7.1f} K")
+        ase.io.write(output, atoms, format="extxyz", append=True)
+
+    with tqdm(total=args.steps, unit="step", file=sys.stdout, dynamic_ncols=True) as bar:
+        report(0)
+        done = 0
+        while done < args.steps:
+            n = min(args.interval, args.steps - done)
+            dyn.run(n)
+            done += n
+            bar.update(n)
+            report(done)
+    print(f"wrote {output}")
+    return 0
+
+
+def main(argv=None) -> int:
+    from .models import DEFAULT
+
+    parser = argparse.ArgumentParser(prog="symprobe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("md", help="molecular dynamics with a symprobe model (ASE)")
+    p.add_argument("--model", default=DEFAULT, help="model file or bundled model name")
+    p.add_argument("--structure", help="start structure (any ASE format); default: a water box")
+    p.add_argument("--molecules", type=int, default=64, help="molecules in the generated box")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--timestep", type=float, default=0.5, help="fs")
+    p.add_argument("--temperature", type=float, default=300.0, help="K")
+    p.add_argument("--thermostat", choices=["langevin", "none"], default="langevin")
+    p.add_argument("--tau", type=float, default=100.0, help="Langevin time constant, fs")
+    p.add_argument("--interval", type=int, default=100, help="steps between reports and frames")
+    p.add_argument("--output", default="md.xyz", help="extxyz trajectory (never overwritten)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="0 = torch default")
+    p.add_argument("--skin", type=float, default=0.5, help="Verlet skin, A")
+    args = parser.parse_args(argv)
+    if args.steps < 0 or args.interval < 1 or args.timestep <= 0:
+        parser.error("--steps must be >= 0, --interval >= 1 and --timestep > 0")
+    return md(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
