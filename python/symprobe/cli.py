@@ -22,7 +22,7 @@ def md(args) -> int:
     import numpy as np
     from ase import units
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md import velocitydistribution as vd
     from ase.md.verlet import VelocityVerlet
     from tqdm import tqdm
 
@@ -36,9 +36,10 @@ def md(args) -> int:
         atoms = water_box(args.molecules, seed=args.seed)
         source = f"generated box of {args.molecules} water molecules"
     atoms.calc = Calculator(args.model, threads=args.threads, skin=args.skin)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature,
-                                 rng=np.random.default_rng(args.seed))
-    Stationary(atoms)
+    # thermalize_momenta replaces MaxwellBoltzmannDistribution from ASE 3.28 on
+    thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
+    thermalize(atoms, temperature_K=args.temperature, rng=np.random.default_rng(args.seed))
+    vd.Stationary(atoms)
     if args.thermostat == "langevin":
         dyn = Langevin(atoms, args.timestep * units.fs, temperature_K=args.temperature,
                        friction=1.0 / (args.tau * units.fs), fixcm=False,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Iterable, Optional
 
 import torch
@@ -88,8 +89,11 @@ def export_model(
         **extra,
     )
     module = module.to(dtype).eval()
-    scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
     tmp = path + ".tmp"
-    torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
+    with warnings.catch_warnings():
+        # TorchScript is the contract's format (loadable from C++ without Python)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
+        torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: json.dumps(meta, indent=1)})
     os.replace(tmp, path)
     return path

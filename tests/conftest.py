@@ -1,0 +1,69 @@
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import symprobe
+from symprobe.reference import export_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SYMPROBE_SHARED", ROOT.parent / "shared")) / "data"
+WATER_190 = SHARED_DATA / "water-revpbe0d3-190.xyz"
+
+
+def shared_file(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} not found: the shared data directory ../shared/data is absent")
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def _frames_190():
+    import ase.io
+    return ase.io.read(WATER_190, index=":")
+
+
+@pytest.fixture(scope="session")
+def water_190():
+    """The 190 revPBE0-D3 frames of ../shared/data (skips when absent)."""
+    shared_file(WATER_190.name)
+    return _frames_190()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def reference_path(model_dir):
+    """Path factory for freshly exported reference models: (name, dtype) -> path."""
+    cache = {}
+
+    def get(name="water-reference", dtype=torch.float64):
+        key = (name, dtype)
+        if key not in cache:
+            suffix = "f32" if dtype == torch.float32 else "f64"
+            cache[key] = export_reference(name, model_dir / f"{name}-{suffix}.pt", dtype=dtype)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def invariant_model(reference_path):
+    return symprobe.load_model(reference_path("water-reference"))
+
+
+@pytest.fixture(scope="session")
+def orientation_model(reference_path):
+    return symprobe.load_model(reference_path("water-orientation"))
+
+
+def random_rotation(rng) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+    return Rotation.random(random_state=rng).as_matrix()

@@ -1,0 +1,60 @@
+"""The README's main job (`symprobe md`) and the bundled reference models."""
+import subprocess
+import sys
+
+import ase.io
+import numpy as np
+import pytest
+
+import symprobe
+from symprobe.models import BUNDLED, bundled_path
+from symprobe.water import water_box
+
+
+def test_md_command_writes_trajectory_and_never_overwrites(tmp_path):
+    out = tmp_path / "md.xyz"
+    out.write_text("user's file\n")
+    cmd = [sys.executable, "-m", "symprobe.cli", "md", "--steps", "40", "--interval", "20",
+           "--molecules", "8", "--output", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert out.read_text() == "user's file\n"
+    written = tmp_path / "md-1.xyz"
+    assert f"wrote {written}" in run.stdout
+    frames = ase.io.read(written, index=":")
+    assert len(frames) == 3 and len(frames[0]) == 24
+    assert "T=" in run.stdout and "Epot=" in run.stdout
+    assert np.isfinite(frames[-1].get_potential_energy())
+
+
+def test_md_command_rejects_bad_arguments(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "symprobe.cli", "md", "--timestep", "-1"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode != 0 and "--timestep" in run.stderr
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_bundled_models_equal_their_source(name, tmp_path):
+    """The committed .pt files are exactly what reference.py exports today."""
+    from symprobe.reference import export_reference
+    fresh = symprobe.load_model(export_reference(name, tmp_path / "fresh.pt"))
+    shipped = symprobe.load_model(name)
+    assert shipped.path == bundled_path(name)
+    assert shipped.metadata == fresh.metadata
+    atoms = water_box(27, seed=2)
+    a = shipped.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+    b = fresh.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+    assert a["energy"] == b["energy"]
+    np.testing.assert_array_equal(a["forces"], b["forces"])
+
+
+def test_water_box():
+    atoms = water_box(64, density=0.997)
+    mass = atoms.get_masses().sum() * 1.66053906660e-24  # g
+    assert mass / (atoms.get_volume() * 1e-24) == pytest.approx(0.997, rel=1e-3)
+    d = symprobe.neighbor_list(atoms.positions, atoms.cell.array, True, 2.0)
+    # no intermolecular contact closer than 2 A: only the two O-H bonds (and H-H) per molecule
+    r = np.linalg.norm(d.vectors, axis=1)
+    assert np.sum(r < 1.0) == 4 * 64
+    with pytest.raises(ValueError, match="n_molecules"):
+        water_box(0)

@@ -1,0 +1,169 @@
+"""Every bad input raises a clear Python exception that names the problem, never a crash."""
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import symprobe
+from symprobe.water import water_box
+
+
+@pytest.fixture()
+def atoms():
+    return water_box(8, seed=0)
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        symprobe.load_model(tmp_path / "nope.pt")
+
+
+def test_corrupt_model_file(tmp_path, reference_path):
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(b"this is not a zip archive" * 10)
+    with pytest.raises(symprobe.InvalidModelError, match="garbage.pt.*not a readable TorchScript"):
+        symprobe.load_model(bad)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(open(reference_path(), "rb").read()[:3000])
+    with pytest.raises(symprobe.InvalidModelError, match="truncated.pt"):
+        symprobe.load_model(truncated)
+
+
+def test_model_without_metadata(tmp_path):
+    from symprobe.reference import reference_model
+    path = tmp_path / "bare.pt"
+    torch.jit.save(torch.jit.script(reference_model("water-reference")), path)
+    with pytest.raises(symprobe.InvalidModelError, match="no symprobe metadata"):
+        symprobe.load_model(path)
+
+
+def rewrite_metadata(src, dst, change):
+    """Copy a model archive, editing its metadata.json with `change(dict)`."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("extra/metadata.json"):
+                meta = json.loads(data)
+                change(meta)
+                data = json.dumps(meta).encode()
+            zout.writestr(item, data)
+
+
+@pytest.mark.parametrize("field,change,message", [
+    ("cutoff", lambda m: m.pop("cutoff"), "missing the field 'cutoff'"),
+    ("elements", lambda m: m.pop("elements"), "missing the field 'elements'"),
+    ("dtype", lambda m: m.update(dtype="float16"), "'dtype' must be"),
+    ("energy_unit", lambda m: m.update(energy_unit="kcal/mol"), "'energy_unit' must be \"eV\""),
+    ("version", lambda m: m.update(contract_version=7), "contract version 7"),
+    ("element", lambda m: m.update(elements=["H", "Xx"]), "unknown chemical element symbol 'Xx'"),
+    ("range", lambda m: m.update(interaction_range=1.0), "'interaction_range' must be >="),
+])
+def test_bad_metadata(tmp_path, reference_path, field, change, message):
+    path = tmp_path / f"{field}.pt"
+    rewrite_metadata(reference_path(), path, change)
+    with pytest.raises(symprobe.InvalidModelError, match=message):
+        symprobe.load_model(path)
+
+
+def test_element_not_in_model(invariant_model, atoms):
+    numbers = atoms.numbers.copy()
+    numbers[5] = 11
+    with pytest.raises(ValueError, match=r"atom 5 is element Na \(Z=11\).*elements: H O"):
+        invariant_model.compute(atoms.positions, numbers, atoms.cell.array, True)
+    numbers[5] = 0
+    with pytest.raises(ValueError, match="atom 5 is atomic number 0"):
+        invariant_model.compute(atoms.positions, numbers, atoms.cell.array, True)
+
+
+def test_non_finite_positions(invariant_model, atoms):
+    for bad in (np.nan, np.inf):
+        pos = atoms.positions.copy()
+        pos[3, 1] = bad
+        with pytest.raises(ValueError, match="position of atom 3 is not finite"):
+            invariant_model.compute(pos, atoms.numbers, atoms.cell.array, True)
+
+
+def test_singular_or_zero_cell_with_periodicity(invariant_model, atoms):
+    flat = atoms.cell.array.copy()
+    flat[2] = flat[0] + flat[1]
+    with pytest.raises(ValueError, match="singular"):
+        invariant_model.compute(atoms.positions, atoms.numbers, flat, True)
+    with pytest.raises(ValueError, match="cell vector 1 is zero"):
+        invariant_model.compute(atoms.positions, atoms.numbers, np.diag([5.0, 0.0, 5.0]), True)
+    with pytest.raises(ValueError, match="cell contains NaN"):
+        invariant_model.compute(atoms.positions, atoms.numbers, np.full((3, 3), np.nan), True)
+    # the same zero cell is fine without periodicity
+    invariant_model.compute(atoms.positions, atoms.numbers, np.zeros((3, 3)), False)
+
+
+def test_empty_system(invariant_model):
+    with pytest.raises(ValueError, match="empty system"):
+        invariant_model.compute(np.zeros((0, 3)), np.zeros(0, int), np.eye(3) * 5, True)
+
+
+def test_wrong_shapes(invariant_model, atoms):
+    with pytest.raises(ValueError, match=r"positions must have shape \(N, 3\), got \(24, 2\)"):
+        invariant_model.compute(atoms.positions[:, :2], atoms.numbers, atoms.cell.array, True)
+    with pytest.raises(ValueError, match=r"numbers must have shape \(24,\), got \(23,\)"):
+        invariant_model.compute(atoms.positions, atoms.numbers[:-1], atoms.cell.array, True)
+    with pytest.raises(ValueError, match=r"cell must have shape \(3, 3\)"):
+        invariant_model.compute(atoms.positions, atoms.numbers, np.eye(2), True)
+    with pytest.raises(ValueError, match="pbc must be"):
+        invariant_model.compute(atoms.positions, atoms.numbers, atoms.cell.array, [True, False])
+    with pytest.raises(ValueError, match="edge 0 refers to atom"):
+        invariant_model.compute_graph([8, 1], [0], [5], [[1.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"vectors must have shape \(1, 3\)"):
+        invariant_model.compute_graph([8, 1], [0], [1], [[1.0, 0.0]])
+
+
+def test_overlapping_atoms(invariant_model, atoms):
+    pos = atoms.positions.copy()
+    pos[4] = pos[7]
+    with pytest.raises(ValueError, match="atoms 4 and 7 overlap|atoms 7 and 4 overlap"):
+        invariant_model.compute(pos, atoms.numbers, atoms.cell.array, True)
+
+
+class Raising(torch.nn.Module):
+    def forward(self, species, centers, neighbors, vectors):
+        if species.shape[0] > 2:
+            raise RuntimeError("too many atoms for this toy")
+        return vectors.sum() * torch.ones(species.shape[0], dtype=vectors.dtype)
+
+
+class WrongShape(torch.nn.Module):
+    def forward(self, species, centers, neighbors, vectors):
+        return vectors.sum().reshape(1)
+
+
+@pytest.mark.parametrize("module,message", [
+    (Raising(), "the model raised an error during evaluation.*too many atoms for this toy"),
+    (WrongShape(), r"forward returned a tensor of shape \[1\].*requires per-atom energies of shape \[24\]"),
+])
+def test_model_failures_become_model_errors(tmp_path, atoms, module, message):
+    path = symprobe.export_model(module, tmp_path / "toy.pt", cutoff=3.0, elements=["H", "O"])
+    model = symprobe.load_model(path)
+    with pytest.raises(symprobe.ModelError, match=message):
+        model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+
+
+def test_bad_options(reference_path):
+    with pytest.raises(ValueError, match="invalid device 'tpu'"):
+        symprobe.load_model(reference_path(), device="tpu")
+    with pytest.raises(ValueError, match="Verlet skin"):
+        symprobe.load_model(reference_path(), skin=-1.0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            symprobe.load_model(reference_path(), device="cuda")
+
+
+def test_export_never_overwrites(tmp_path):
+    from symprobe.reference import export_reference
+    path = tmp_path / "m.pt"
+    path.write_text("precious user data")
+    with pytest.raises(FileExistsError, match="m.pt exists"):
+        export_reference("water-reference", path)
+    assert path.read_text() == "precious user data"
+    with pytest.raises(ValueError, match="unknown chemical element symbol 'Qq'"):
+        symprobe.export_model(Raising(), tmp_path / "q.pt", cutoff=3.0, elements=["Qq"])

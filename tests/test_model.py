@@ -1,0 +1,173 @@
+"""Evaluator physics: forces by finite differences, virial by finite strain, invariances,
+float32 models, graphs evaluated together."""
+import numpy as np
+import pytest
+import torch
+
+import symprobe
+from symprobe.water import water_box
+
+from conftest import random_rotation
+
+
+def compute(model, atoms_or_pos, numbers=None, cell=None, pbc=True, **kw):
+    if numbers is None:
+        a = atoms_or_pos
+        return model.compute(a.positions, a.numbers, a.cell.array, a.pbc, **kw)
+    return model.compute(atoms_or_pos, numbers, cell, pbc, **kw)
+
+
+def fd_force(model, atoms, i, c, h=1e-5):
+    pos = atoms.positions.copy()
+    pos[i, c] += h
+    ep = compute(model, pos, atoms.numbers, atoms.cell.array, atoms.pbc, forces=False)["energy"]
+    pos[i, c] -= 2 * h
+    em = compute(model, pos, atoms.numbers, atoms.cell.array, atoms.pbc, forces=False)["energy"]
+    return -(ep - em) / (2 * h)
+
+
+def strain_derivative(model, atoms, h=1e-6):
+    """dE/d(eps)_ab by central differences of E((1 + eps) x, (1 + eps) cell)."""
+    out = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            e = []
+            for sign in (1, -1):
+                eps = np.eye(3)
+                eps[a, b] += sign * h
+                e.append(compute(model, atoms.positions @ eps.T, atoms.numbers,
+                                 atoms.cell.array @ eps.T, atoms.pbc, forces=False)["energy"])
+            out[a, b] = (e[0] - e[1]) / (2 * h)
+    return out
+
+
+def test_forces_and_virial_on_dft_frames(water_190, invariant_model, orientation_model):
+    """All 190 revPBE0-D3 frames: 6 random force components by central differences and the
+    full 3x3 virial by finite strain, for the invariant and the non-invariant model."""
+    rng = np.random.default_rng(0)
+    worst_f = worst_w = 0.0
+    for k, atoms in enumerate(water_190):
+        model = invariant_model if k % 2 == 0 else orientation_model
+        res = compute(model, atoms)
+        for i in rng.choice(len(atoms), 2, replace=False):
+            for c in range(3):
+                err = abs(fd_force(model, atoms, i, c) - res["forces"][i, c])
+                worst_f = max(worst_f, err)
+        # dE/d eps_ab = -W_ba (all nine components, also for the non-symmetric virial)
+        worst_w = max(worst_w, np.abs(strain_derivative(model, atoms) + res["virial"].T).max())
+    print(f"max |F - F_fd| = {worst_f:.2e} eV/A, max |dE/deps + W^T| = {worst_w:.2e} eV")
+    assert worst_f < 1e-6
+    assert worst_w < 1e-5
+
+
+@pytest.mark.parametrize("pbc", [(True, True, True), (True, False, True), (False, False, False)])
+def test_forces_and_virial_on_generated_triclinic_boxes(orientation_model, pbc):
+    atoms = water_box(27, seed=2)
+    shear = np.array([[1.0, 0.0, 0.0], [0.25, 1.0, 0.0], [-0.15, 0.2, 1.0]])
+    atoms.set_cell(atoms.cell.array @ shear, scale_atoms=True)
+    atoms.pbc = pbc
+    atoms.positions += 3.0  # partly outside the cell
+    res = compute(orientation_model, atoms)
+    for i in range(0, len(atoms), 9):
+        for c in range(3):
+            assert fd_force(orientation_model, atoms, i, c) == pytest.approx(res["forces"][i, c], abs=1e-6)
+    if all(pbc):
+        np.testing.assert_allclose(strain_derivative(orientation_model, atoms), -res["virial"].T, atol=1e-5)
+    # net force vanishes (translation invariance), for any periodicity
+    np.testing.assert_allclose(res["forces"].sum(axis=0), 0.0, atol=1e-9)
+
+
+def test_translation_and_permutation_invariance(invariant_model, orientation_model):
+    atoms = water_box(64, seed=5)
+    for model in (invariant_model, orientation_model):
+        ref = compute(model, atoms, energies=True)
+        moved = compute(model, atoms.positions + [1.3, -7.2, 25.1], atoms.numbers,
+                        atoms.cell.array, True, energies=True)
+        assert moved["energy"] == pytest.approx(ref["energy"], rel=1e-12)
+        np.testing.assert_allclose(moved["forces"], ref["forces"], atol=1e-10)
+        perm = np.random.default_rng(1).permutation(len(atoms))
+        shuffled = compute(model, atoms.positions[perm], atoms.numbers[perm], atoms.cell.array,
+                           True, energies=True)
+        assert shuffled["energy"] == pytest.approx(ref["energy"], rel=1e-12)
+        np.testing.assert_allclose(shuffled["forces"], ref["forces"][perm], atol=1e-10)
+        np.testing.assert_allclose(shuffled["energies"], ref["energies"][perm], atol=1e-12)
+        assert ref["energies"].sum() == pytest.approx(ref["energy"], rel=1e-12)
+
+
+def test_rotation_invariance_of_reference_and_breaking_of_orientation_model(
+        invariant_model, orientation_model):
+    atoms = water_box(64, seed=6)
+    rng = np.random.default_rng(7)
+    spreads = []
+    for _ in range(5):
+        R = random_rotation(rng)
+        pos, cell = atoms.positions @ R.T, atoms.cell.array @ R.T
+        ref = compute(invariant_model, atoms)
+        rot = compute(invariant_model, pos, atoms.numbers, cell, True)
+        assert abs(rot["energy"] - ref["energy"]) < 1e-10 * abs(ref["energy"]) + 1e-12
+        np.testing.assert_allclose(rot["forces"], ref["forces"] @ R.T, atol=1e-10)
+        np.testing.assert_allclose(rot["virial"], R @ ref["virial"] @ R.T, atol=1e-10)
+        e0 = compute(orientation_model, atoms)["energy"]
+        spreads.append(abs(compute(orientation_model, pos, atoms.numbers, cell, True)["energy"] - e0))
+    # 64 molecules x O(1 eV) orientation term: rotating the box changes the energy by ~eV
+    assert min(spreads) > 1e-2
+
+
+def test_orientation_term_matches_its_formula(invariant_model, orientation_model):
+    """Model 2 - model 1 = 0.02 Ha sum_molecules [exp(u_x) + exp(u_y / 2) + exp(2 u_z)]."""
+    from symprobe.units import HARTREE_EV
+    atoms = water_box(8, seed=3)
+    diff = compute(orientation_model, atoms)["energy"] - compute(invariant_model, atoms)["energy"]
+    x = atoms.positions.reshape(-1, 3, 3)
+    u = 0.5 * (x[:, 1] + x[:, 2]) - x[:, 0]
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    expected = 0.02 * HARTREE_EV * np.sum(np.exp(u[:, 0]) + np.exp(0.5 * u[:, 1]) + np.exp(2 * u[:, 2]))
+    assert diff == pytest.approx(expected, rel=1e-12)
+
+
+def test_float32_model_agrees_with_float64(reference_path):
+    m64 = symprobe.load_model(reference_path("water-orientation", torch.float64))
+    m32 = symprobe.load_model(reference_path("water-orientation", torch.float32))
+    assert m32.dtype == "float32" and m64.dtype == "float64"
+    atoms = water_box(64, seed=8)
+    a, b = compute(m64, atoms), compute(m32, atoms)
+    assert b["energy"] == pytest.approx(a["energy"], rel=1e-5)
+    np.testing.assert_allclose(b["forces"], a["forces"], atol=2e-3 * np.abs(a["forces"]).max())
+    assert not np.array_equal(b["forces"], a["forces"]), "float32 path really ran in float32"
+
+
+def test_several_graphs_in_one_call(orientation_model):
+    """The contract: disjoint graphs concatenated in one call give the separate results."""
+    systems = [water_box(8, seed=s) for s in (1, 2, 3)]
+    numbers, centers, neighbors, vectors = [], [], [], []
+    offset, separate = 0, []
+    for atoms in systems:
+        nl = symprobe.neighbor_list(atoms.positions, atoms.cell.array, True,
+                                    orientation_model.cutoff)
+        numbers.append(atoms.numbers)
+        centers.append(nl.centers + offset)
+        neighbors.append(nl.neighbors + offset)
+        vectors.append(nl.vectors)
+        offset += len(atoms)
+        separate.append(orientation_model.compute_graph(atoms.numbers, nl.centers, nl.neighbors,
+                                                        nl.vectors))
+        direct = compute(orientation_model, atoms)
+        assert separate[-1]["energy"] == pytest.approx(direct["energy"], rel=1e-13)
+    batch = orientation_model.compute_graph(np.concatenate(numbers), np.concatenate(centers),
+                                            np.concatenate(neighbors), np.concatenate(vectors))
+    assert batch["energy"] == pytest.approx(sum(s["energy"] for s in separate), rel=1e-13)
+    np.testing.assert_allclose(batch["forces"], np.concatenate([s["forces"] for s in separate]),
+                               atol=1e-12)
+
+
+def test_energy_subset_and_atomic_virials(orientation_model):
+    """n_energy_nodes restricts the energy sum (LAMMPS ghosts); atomic virials sum to the
+    virial."""
+    atoms = water_box(27, seed=9)
+    res = compute(orientation_model, atoms, energies=True, atomic_virials=True)
+    np.testing.assert_allclose(res["atomic_virials"].sum(axis=0), res["virial"], atol=1e-10)
+    nl = symprobe.neighbor_list(atoms.positions, atoms.cell.array, True, orientation_model.cutoff)
+    half = len(atoms) // 2
+    part = orientation_model.compute_graph(atoms.numbers, nl.centers, nl.neighbors, nl.vectors,
+                                           n_energy_nodes=half, energies=True)
+    assert part["energy"] == pytest.approx(res["energies"][:half].sum(), rel=1e-12)
