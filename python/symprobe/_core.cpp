@@ -61,11 +61,17 @@ Geometry geometry(const py::object& positions, const py::object& cell, const py:
     return g;
 }
 
+// Hands the vector's buffer to numpy without a copy (large neighbour lists).
+template <typename T>
+py::array_t<T> to_array(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
+    auto* owner = new std::vector<T>(std::move(v));
+    py::capsule release(owner, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    return py::array_t<T>(shape, owner->data(), release);
+}
+
 template <typename T>
 py::array_t<T> to_array(const std::vector<T>& v, std::vector<py::ssize_t> shape) {
-    py::array_t<T> out(shape);
-    std::copy(v.begin(), v.end(), out.mutable_data());
-    return out;
+    return to_array(std::vector<T>(v), std::move(shape));
 }
 
 py::dict results_dict(const symprobe::Results& r, int64_t n, const symprobe::Request& q) {
@@ -128,8 +134,9 @@ PYBIND11_MODULE(_core, m) {
                                             g.cell.data(), g.pbc.data(), options, nl);
             }
             py::ssize_t e = static_cast<py::ssize_t>(nl.size());
-            return py::make_tuple(to_array(nl.centers, {e}), to_array(nl.neighbors, {e}),
-                                  to_array(nl.shifts, {e, 3}), to_array(nl.vectors, {e, 3}));
+            return py::make_tuple(
+                to_array(std::move(nl.centers), {e}), to_array(std::move(nl.neighbors), {e}),
+                to_array(std::move(nl.shifts), {e, 3}), to_array(std::move(nl.vectors), {e, 3}));
         },
         py::arg("positions"), py::arg("cell"), py::arg("pbc"), py::arg("cutoff"),
         py::arg("threads") = 1);

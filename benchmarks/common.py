@@ -1,0 +1,47 @@
+"""Shared helpers of the benchmarks: timing, structures, JSON output."""
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SHARED_DATA = Path(os.environ.get("SYMPROBE_SHARED", HERE.parents[1] / "shared")) / "data"
+
+
+def water_system(n_repeat: int):
+    """The first revPBE0-D3 frame (192 atoms) repeated n_repeat^3 times, or a generated box
+    of the same size when ../shared is absent."""
+    path = SHARED_DATA / "water-revpbe0d3-190.xyz"
+    if path.exists():
+        import ase.io
+        atoms = ase.io.read(path, index=0)
+    else:
+        from symprobe.water import water_box
+        atoms = water_box(64)
+    return atoms.repeat((n_repeat,) * 3)
+
+
+def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of fn() over `repeats` calls, in seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def write_json(name: str, payload: dict) -> Path:
+    payload = dict(payload)
+    payload["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "python": platform.python_version()}
+    out = HERE / "results" / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1))
+    return out

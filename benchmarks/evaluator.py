@@ -1,0 +1,64 @@
+"""Evaluator time per call (energy + forces + virial) and peak memory, for 192, 1536 and 12288
+water atoms, with the bundled reference model (or --model PATH).
+
+    .venv/bin/python benchmarks/evaluator.py [--model water-reference] [--threads 2]
+
+Each size runs in a fresh subprocess so that its peak resident memory can be read. Writes
+benchmarks/results/evaluator.json and prints a markdown table.
+"""
+import argparse
+import json
+import resource
+import subprocess
+import sys
+
+import symprobe
+from common import median_time, water_system, write_json
+
+
+def measure(model_name, rep, threads):
+    """Runs in a child process: prints one JSON row."""
+    atoms = water_system(rep)
+    x, z, cell, pbc = atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model = symprobe.load_model(model_name, threads=threads)
+    n = len(atoms)
+    repeats = max(5, int(2e4 / n))
+    row = {"atoms": n, "threads": threads, "model": model_name}
+    row["compute_ms"] = 1e3 * median_time(lambda: model.compute(x, z, cell, pbc), repeats, warmup=3)
+    row["energy_only_ms"] = 1e3 * median_time(
+        lambda: model.compute(x, z, cell, pbc, forces=False, virial=False), repeats, warmup=2)
+    row["neighbors_ms"] = 1e3 * median_time(
+        lambda: symprobe.neighbor_list(x, cell, pbc, model.cutoff, threads=threads), repeats)
+    row["us_per_atom"] = 1e3 * row["compute_ms"] / n
+    row["peak_rss_mb_over_import"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    print(json.dumps(row))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="water-reference")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        measure(args.model, args.child, args.threads)
+        return
+    rows = []
+    for rep in (1, 2, 4):
+        out = subprocess.run([sys.executable, __file__, "--model", args.model, "--threads",
+                              str(args.threads), "--child", str(rep)],
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    path = write_json("evaluator", {"benchmark": "evaluator", "rows": rows})
+    print(f"\nwrote {path}\n")
+    print("| atoms | E+F+W (ms) | E only (ms) | neighbour list (ms) | us/atom | peak RSS over import (MB) |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['atoms']} | {r['compute_ms']:.2f} | {r['energy_only_ms']:.2f} | "
+              f"{r['neighbors_ms']:.2f} | {r['us_per_atom']:.1f} | {r['peak_rss_mb_over_import']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
