@@ -155,7 +155,8 @@ struct Model::Impl {
                 << "]";
             throw Error(Error::ModelFailure, msg.str());
         }
-        torch::Tensor total = energies.narrow(0, 0, g.n_energy_nodes).sum();
+        // summed in float64: per-atom energies of float32 models carry large element baselines
+        torch::Tensor total = energies.narrow(0, 0, g.n_energy_nodes).to(torch::kFloat64).sum();
 
         Results res;
         res.energy = total.item<double>();

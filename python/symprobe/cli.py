@@ -91,7 +91,17 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="0 = torch default")
     p.add_argument("--skin", type=float, default=0.5, help="Verlet skin, A")
+    t = sub.add_parser("train", help="train a PET-style model (TOML config; resumes from its checkpoint)")
+    t.add_argument("config", help="TOML file, e.g. examples/train-water.toml")
+    t.add_argument("--max-epochs", type=int, default=None,
+                   help="stop after this many epochs of this call (resume later)")
     args = parser.parse_args(argv)
+    if args.command == "train":
+        from .train import train
+        result = train(args.config, max_epochs=args.max_epochs)
+        if result.get("status") == "incomplete":
+            print(f"stopped at epoch {result['epoch']}/{result['epochs']}; run again to resume")
+        return 0
     if args.steps < 0 or args.interval < 1 or args.timestep <= 0:
         parser.error("--steps must be >= 0, --interval >= 1 and --timestep > 0")
     return md(args)

@@ -1,0 +1,320 @@
+"""`symprobe train CONFIG`: train a PET-style model on energies and forces, with rotational
+augmentation, checkpoints every epoch and exact resume, then export through the model contract.
+
+CONFIG is a TOML file (see examples/train-water.toml). Units: eV, Angstrom.
+The run directory holds: config.toml (copy), split.json, checkpoint.pt (latest epoch),
+best.pt (state with the lowest validation loss), log.jsonl, model.pt (export), report.json.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._core import element_symbol
+from .core import neighbor_list
+from .export import export_model
+from .models.pet import PET
+
+DEFAULTS = {
+    "data": {"path": "", "split": [0.7, 0.1, 0.2], "seed": 0, "energy_key": "energy",
+             "forces_key": "forces"},
+    "model": {"cutoff": 4.0, "cutoff_width": 0.5, "d_model": 64, "n_heads": 4, "d_ff": 128,
+              "n_layers": 2, "n_blocks": 1},
+    "training": {"epochs": 100, "batch_size": 4, "learning_rate": 1e-3, "min_learning_rate": 1e-5,
+                 "warmup_epochs": 2, "energy_weight": 100.0, "forces_weight": 1.0,
+                 "augmentation": True, "inversion": True, "seed": 0, "threads": 0,
+                 "dtype": "float32"},
+    "output": {"directory": "runs/train", "export_dtype": "float32"},
+}
+
+
+def load_config(path: str) -> dict:
+    with open(path, "rb") as f:
+        user = tomllib.load(f)
+    config = {}
+    for section, defaults in DEFAULTS.items():
+        given = user.get(section, {})
+        unknown = set(given) - set(defaults)
+        if unknown:
+            raise ValueError(f"{path}: unknown key(s) {sorted(unknown)} in [{section}]")
+        config[section] = {**defaults, **given}
+    unknown = set(user) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"{path}: unknown section(s) {sorted(unknown)}")
+    if not config["data"]["path"]:
+        raise ValueError(f"{path}: [data] path (an extxyz file with energies and forces) is required")
+    base = os.path.dirname(os.path.abspath(path))
+    for section, key in (("data", "path"), ("output", "directory")):
+        value = os.path.expanduser(config[section][key])
+        config[section][key] = value if os.path.isabs(value) else os.path.join(base, value)
+    return config
+
+
+@dataclass
+class Frame:
+    numbers: torch.Tensor  # [N] int64
+    centers: torch.Tensor  # [E]
+    neighbors: torch.Tensor  # [E]
+    vectors: torch.Tensor  # [E, 3] float64, Angstrom
+    energy: float  # eV
+    forces: torch.Tensor  # [N, 3] eV/A
+
+
+def read_frames(path: str, cutoff: float, energy_key: str, forces_key: str) -> list[Frame]:
+    import ase.io
+    frames = []
+    for k, atoms in enumerate(ase.io.read(path, index=":")):
+        energy = atoms.info.get(energy_key)
+        if energy is None and atoms.calc is not None:
+            energy = atoms.calc.results.get("energy")
+        forces = atoms.arrays.get(forces_key)
+        if forces is None and atoms.calc is not None:
+            forces = atoms.calc.results.get("forces")
+        if energy is None or forces is None:
+            raise ValueError(f"{path}: frame {k} has no '{energy_key}' energy or '{forces_key}' forces")
+        nl = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+        frames.append(Frame(torch.tensor(atoms.numbers, dtype=torch.long),
+                            torch.from_numpy(nl.centers), torch.from_numpy(nl.neighbors),
+                            torch.from_numpy(nl.vectors), float(energy),
+                            torch.tensor(np.asarray(forces), dtype=torch.float64)))
+    return frames
+
+
+def split_indices(n: int, split, seed: int) -> dict:
+    """Fixed seeded split; `split` holds counts or fractions (train, validation, test)."""
+    if len(split) != 3:
+        raise ValueError("[data] split must have three entries: train, validation, test")
+    counts = [int(s) for s in split] if all(float(s).is_integer() and s >= 1 for s in split) \
+        else [int(round(float(s) * n)) for s in split]
+    if sum(counts) > n or min(counts) < 0 or counts[0] < 1:
+        raise ValueError(f"split {split} does not fit {n} frames")
+    perm = np.random.default_rng(seed).permutation(n)
+    a, b = counts[0], counts[0] + counts[1]
+    return {"train": sorted(perm[:a].tolist()), "validation": sorted(perm[a:b].tolist()),
+            "test": sorted(perm[b:b + counts[2]].tolist())}
+
+
+def fit_baseline(frames: list[Frame], elements: list[int]) -> np.ndarray:
+    """Per-element energies (eV) by least squares on the composition (minimum-norm solution
+    when compositions are collinear, e.g. always H2O)."""
+    counts = np.array([[int((f.numbers == z).sum()) for z in elements] for f in frames], float)
+    energies = np.array([f.energy for f in frames])
+    return np.linalg.lstsq(counts, energies, rcond=None)[0]
+
+
+def random_rotations(n: int, generator: torch.Generator, inversion: bool) -> torch.Tensor:
+    """n Haar-random rotations (QR of Gaussian matrices), improper with probability 1/2 if
+    `inversion`."""
+    q, r = torch.linalg.qr(torch.randn(n, 3, 3, generator=generator, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    q = q * torch.sign(torch.det(q)).reshape(n, 1, 1)  # proper
+    if inversion:
+        flip = torch.rand(n, generator=generator, dtype=torch.float64) < 0.5
+        q = torch.where(flip.reshape(n, 1, 1), -q, q)
+    return q
+
+
+def batch_graph(frames: list[Frame], rotations, dtype):
+    """Concatenate frames into one graph (the contract's batched call), rotating each frame's
+    edge vectors and target forces by its rotation."""
+    numbers, centers, neighbors, vectors, forces, owner = [], [], [], [], [], []
+    offset = 0
+    for k, f in enumerate(frames):
+        v, fr = f.vectors, f.forces
+        if rotations is not None:
+            v, fr = v @ rotations[k].T, fr @ rotations[k].T
+        numbers.append(f.numbers)
+        centers.append(f.centers + offset)
+        neighbors.append(f.neighbors + offset)
+        vectors.append(v)
+        forces.append(fr)
+        owner.append(torch.full((len(f.numbers),), k, dtype=torch.long))
+        offset += len(f.numbers)
+    return (torch.cat(numbers), torch.cat(centers), torch.cat(neighbors),
+            torch.cat(vectors).to(dtype), torch.cat(forces), torch.cat(owner))
+
+
+def predict(model, frames, rotations, dtype, create_graph: bool):
+    """Energies per frame (eV), forces (eV/A) and the batched graph's targets."""
+    numbers, centers, neighbors, vectors, forces_ref, owner = batch_graph(frames, rotations, dtype)
+    vectors.requires_grad_(True)
+    atomic = model(numbers, centers, neighbors, vectors)
+    energy = torch.zeros(len(frames), dtype=torch.float64).index_add(0, owner, atomic.double())
+    grad, = torch.autograd.grad(energy.sum(), vectors, create_graph=create_graph)
+    # the contract's force formula (see docs/model-contract.md)
+    forces = torch.zeros(len(numbers), 3, dtype=grad.dtype)
+    forces = forces.index_add(0, centers, grad).index_add(0, neighbors, -grad)
+    energy_ref = torch.tensor([f.energy for f in frames], dtype=torch.float64)
+    n_atoms = torch.tensor([len(f.numbers) for f in frames], dtype=torch.float64)
+    return energy, forces, energy_ref, forces_ref, n_atoms
+
+
+def learning_rate(epoch: int, cfg: dict) -> float:
+    """Linear warm-up, then cosine decay from learning_rate to min_learning_rate."""
+    lr, lr_min, warm, total = (cfg["learning_rate"], cfg["min_learning_rate"],
+                               cfg["warmup_epochs"], cfg["epochs"])
+    if epoch < warm:
+        return lr * (epoch + 1) / warm
+    t = (epoch - warm) / max(1, total - warm)
+    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * t))
+
+
+def evaluate(model, frames, dtype, batch_size) -> dict:
+    """E MAE/RMSE (meV/atom) and F MAE/RMSE (meV/A) over frames, no augmentation."""
+    de, df = [], []
+    for b in range(0, len(frames), batch_size):
+        chunk = frames[b:b + batch_size]
+        e, f, e_ref, f_ref, n = predict(model, chunk, None, dtype, create_graph=False)
+        de.append(((e.detach().double() - e_ref) / n).numpy())
+        df.append((f.detach().double() - f_ref).numpy().ravel())
+    de, df = np.concatenate(de) * 1e3, np.concatenate(df) * 1e3
+    return {"energy_mae_meV_per_atom": float(np.abs(de).mean()),
+            "energy_rmse_meV_per_atom": float(np.sqrt((de ** 2).mean())),
+            "forces_mae_meV_per_A": float(np.abs(df).mean()),
+            "forces_rmse_meV_per_A": float(np.sqrt((df ** 2).mean())),
+            "frames": len(frames)}
+
+
+def train(config_path: str, max_epochs: int | None = None, progress: bool = True) -> dict:
+    """Runs (or resumes) the training described by config_path. `max_epochs` stops after that
+    many epochs of this call (for tests and time-boxed sessions); the checkpoint allows resuming.
+    Returns the report (final errors per split) once all epochs are done, else the status."""
+    config = load_config(config_path)
+    data, hyp, tcfg, out = config["data"], config["model"], config["training"], config["output"]
+    run = out["directory"]
+    os.makedirs(run, exist_ok=True)
+    if tcfg["threads"]:
+        torch.set_num_threads(int(tcfg["threads"]))
+    dtype = {"float32": torch.float32, "float64": torch.float64}[tcfg["dtype"]]
+
+    frames = read_frames(data["path"], hyp["cutoff"], data["energy_key"], data["forces_key"])
+    split = split_indices(len(frames), data["split"], data["seed"])
+    elements = sorted({int(z) for f in frames for z in f.numbers.tolist()})
+    checkpoint_path = os.path.join(run, "checkpoint.pt")
+
+    torch.manual_seed(tcfg["seed"])
+    model = PET(elements, **hyp).to(dtype)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["learning_rate"])
+    state = {"epoch": 0, "best_validation": float("inf"), "seconds": 0.0}
+    if os.path.exists(checkpoint_path):
+        saved = torch.load(checkpoint_path, weights_only=False)
+        if saved["config"] != config or saved["split"] != split:
+            raise ValueError(f"{checkpoint_path} belongs to a different configuration or split; "
+                             "use another [output] directory or remove the checkpoint")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+        print(f"resuming {run} at epoch {state['epoch']}")
+    else:
+        baseline = fit_baseline([frames[i] for i in split["train"]], elements)
+        model.baseline.copy_(torch.tensor(baseline))
+        rms_force = torch.cat([frames[i].forces.flatten() for i in split["train"]]).pow(2).mean().sqrt()
+        model.energy_scale.fill_(float(rms_force))  # eV (RMS force x 1 A)
+        with open(os.path.join(run, "split.json"), "w") as f:
+            json.dump({"seed": data["seed"], "source": data["path"], **split}, f)
+        shutil.copyfile(config_path, os.path.join(run, "config.toml"))
+
+    train_frames = [frames[i] for i in split["train"]]
+    val_frames = [frames[i] for i in split["validation"]]
+    epochs_here = 0
+    from tqdm import tqdm
+    while state["epoch"] < tcfg["epochs"] and (max_epochs is None or epochs_here < max_epochs):
+        epoch = state["epoch"]
+        t0 = time.perf_counter()
+        lr = learning_rate(epoch, tcfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # everything random in an epoch derives from (seed, epoch): resume is exact
+        gen = torch.Generator().manual_seed(tcfg["seed"] * 1_000_003 + epoch)
+        order = torch.randperm(len(train_frames), generator=gen).tolist()
+        rotations = (random_rotations(len(train_frames), gen, tcfg["inversion"])
+                     if tcfg["augmentation"] else None)
+        model.train()
+        losses = []
+        bs = tcfg["batch_size"]
+        bar = tqdm(range(0, len(order), bs), desc=f"epoch {epoch + 1}/{tcfg['epochs']}",
+                   disable=not progress, leave=False, file=sys.stdout)
+        for b in bar:
+            idx = order[b:b + bs]
+            rot = rotations[idx] if rotations is not None else None
+            e, f, e_ref, f_ref, n = predict(model, [train_frames[i] for i in idx], rot, dtype, True)
+            loss_e = (((e.double() - e_ref) / n) ** 2).mean()
+            loss_f = ((f.double() - f_ref) ** 2).mean()
+            loss = tcfg["energy_weight"] * loss_e + tcfg["forces_weight"] * loss_f
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{np.mean(losses):.3e}",
+                            F_rmse=f"{1e3 * math.sqrt(float(loss_f.detach())):.0f}meV/A")
+        model.eval()
+        val = evaluate(model, val_frames, dtype, bs) if val_frames else {}
+        val_loss = (tcfg["energy_weight"] * (val["energy_rmse_meV_per_atom"] / 1e3) ** 2
+                    + tcfg["forces_weight"] * (val["forces_rmse_meV_per_A"] / 1e3) ** 2
+                    if val else float(np.mean(losses)))
+        state["epoch"] = epoch + 1
+        state["seconds"] += time.perf_counter() - t0
+        entry = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)),
+                 "validation_loss": val_loss, **{f"validation_{k}": v for k, v in val.items()},
+                 "seconds": state["seconds"]}
+        if val_loss < state["best_validation"]:
+            state["best_validation"] = val_loss
+            torch.save({"model": model.state_dict(), "epoch": epoch + 1},
+                       os.path.join(run, "best.pt.tmp"))
+            os.replace(os.path.join(run, "best.pt.tmp"), os.path.join(run, "best.pt"))
+        saved = {"config": config, "split": split, "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "state": state}
+        torch.save(saved, checkpoint_path + ".tmp")
+        os.replace(checkpoint_path + ".tmp", checkpoint_path)  # atomic: a kill never corrupts it
+        with open(os.path.join(run, "log.jsonl"), "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        if progress:
+            v = (f"val E {val['energy_mae_meV_per_atom']:.2f} meV/atom, F "
+                 f"{val['forces_mae_meV_per_A']:.1f} meV/A MAE" if val else "")
+            print(f"epoch {epoch + 1:4d}  lr {lr:.2e}  loss {entry['train_loss']:.3e}  {v}  "
+                  f"({state['seconds']:.0f} s)", flush=True)
+        epochs_here += 1
+
+    if state["epoch"] < tcfg["epochs"]:
+        return {"status": "incomplete", "epoch": state["epoch"], "epochs": tcfg["epochs"]}
+    return finish(run, model, frames, split, config, state)
+
+
+def finish(run, model, frames, split, config, state) -> dict:
+    """Final report with the best-validation weights, and the export."""
+    best = torch.load(os.path.join(run, "best.pt"), weights_only=False)
+    model.load_state_dict(best["model"])
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    report = {"best_epoch": best["epoch"], "epochs": state["epoch"],
+              "train_seconds": state["seconds"], "torch_threads": torch.get_num_threads()}
+    for name, idx in split.items():
+        if idx:
+            report[name] = evaluate(model, [frames[i] for i in idx], dtype,
+                                    config["training"]["batch_size"])
+    export_dtype = {"float32": torch.float32, "float64": torch.float64}[config["output"]["export_dtype"]]
+    path = os.path.join(run, "model.pt")
+    export_model(model, path, cutoff=model.cutoff, interaction_range=model.interaction_range,
+                 elements=[element_symbol(z) for z in model.elements], dtype=export_dtype,
+                 name="pet", description="PET-style model trained by symprobe train",
+                 overwrite=True, hypers=config["model"])
+    report["model"] = path
+    with open(os.path.join(run, "report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    for name in ("train", "validation", "test"):
+        if name in report:
+            r = report[name]
+            print(f"{name:10s} E MAE {r['energy_mae_meV_per_atom']:.3f} meV/atom, RMSE "
+                  f"{r['energy_rmse_meV_per_atom']:.3f}; F MAE {r['forces_mae_meV_per_A']:.1f} "
+                  f"meV/A, RMSE {r['forces_rmse_meV_per_A']:.1f} ({r['frames']} frames)")
+    print(f"exported {path}")
+    return report
