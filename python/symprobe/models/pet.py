@@ -90,6 +90,7 @@ class PET(nn.Module):
         self.elements = list(elements)
         self.cutoff = float(cutoff)
         self.cutoff_width = float(cutoff_width)
+        self.n_radial = N_RADIAL  # TorchScript reads attributes, not globals
         index = torch.full((119,), -1, dtype=torch.long)
         for k, z in enumerate(self.elements):
             index[z] = k
@@ -115,9 +116,9 @@ class PET(nn.Module):
         r = torch.sqrt((vectors * vectors).sum(dim=1))
         fc = cutoff_function(r, self.cutoff, self.cutoff_width)
         # raw Cartesian vector + Gaussians of its length (0.5 A to the cutoff)
-        centres = torch.linspace(0.5, self.cutoff, N_RADIAL, dtype=vectors.dtype,
+        centres = torch.linspace(0.5, self.cutoff, self.n_radial, dtype=vectors.dtype,
                                  device=vectors.device)
-        sigma = (self.cutoff - 0.5) / (N_RADIAL - 1)
+        sigma = (self.cutoff - 0.5) / (self.n_radial - 1)
         radial = torch.exp(-0.5 * ((r.unsqueeze(1) - centres) / sigma) ** 2)
         geometry = torch.cat([vectors, radial], dim=1)
 
