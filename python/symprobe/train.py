@@ -30,7 +30,7 @@ DEFAULTS = {
     "model": {"cutoff": 4.0, "cutoff_width": 0.5, "d_model": 64, "n_heads": 4, "d_ff": 128,
               "n_layers": 2, "n_blocks": 1},
     "training": {"epochs": 100, "batch_size": 4, "learning_rate": 1e-3, "min_learning_rate": 1e-5,
-                 "warmup_epochs": 2, "energy_weight": 100.0, "forces_weight": 1.0,
+                 "warmup_epochs": 2, "energy_weight": 0.01, "forces_weight": 1.0,
                  "augmentation": True, "inversion": True, "seed": 0, "threads": 0,
                  "dtype": "float32"},
     "output": {"directory": "runs/train", "export_dtype": "float32"},
