@@ -171,3 +171,21 @@ def test_energy_subset_and_atomic_virials(orientation_model):
     part = orientation_model.compute_graph(atoms.numbers, nl.centers, nl.neighbors, nl.vectors,
                                            n_energy_nodes=half, energies=True)
     assert part["energy"] == pytest.approx(res["energies"][:half].sum(), rel=1e-12)
+
+
+def test_polynomial_orientation_variant(reference_path, orientation_model, invariant_model):
+    """The degree-d Taylor variant converges to the exponential model; degree 0 is a constant
+    per molecule, so it is exactly rotation-invariant."""
+    atoms = water_box(8, seed=12)
+    e_exp = compute(orientation_model, atoms)["energy"]
+    e_inv = compute(invariant_model, atoms)["energy"]
+    errors = []
+    for d in (0, 2, 4, 16):
+        model = symprobe.load_model(reference_path(f"water-orientation-poly{d}"))
+        errors.append(abs(compute(model, atoms)["energy"] - e_exp))
+        if d == 0:
+            from symprobe.reference import ORIENTATION_STRENGTH
+            assert compute(model, atoms)["energy"] - e_inv == pytest.approx(
+                8 * 3 * ORIENTATION_STRENGTH, rel=1e-12)
+    assert errors[0] > errors[1] > errors[2] > errors[3]
+    assert errors[3] < 1e-9
