@@ -112,7 +112,8 @@ n_layers = 1
 [training]
 epochs = {epochs}
 batch_size = 2
-learning_rate = 3e-3
+learning_rate = 1e-2
+energy_weight = 0.01
 warmup_epochs = 0
 seed = 3
 threads = 1

@@ -30,7 +30,8 @@ DEFAULTS = {
     "model": {"cutoff": 4.0, "cutoff_width": 0.5, "d_model": 64, "n_heads": 4, "d_ff": 128,
               "n_layers": 2, "n_blocks": 1},
     "training": {"epochs": 100, "batch_size": 4, "learning_rate": 1e-3, "min_learning_rate": 1e-5,
-                 "warmup_epochs": 2, "energy_weight": 0.01, "forces_weight": 1.0,
+                 "warmup_epochs": 2, "energy_weight": 1.0, "energy_weight_start": None,
+                 "energy_ramp_epochs": 0, "forces_weight": 1.0,
                  "augmentation": True, "inversion": True, "seed": 0, "threads": 0,
                  "dtype": "float32"},
     "output": {"directory": "runs/train", "export_dtype": "float32"},
@@ -168,6 +169,16 @@ def learning_rate(epoch: int, cfg: dict) -> float:
     return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * t))
 
 
+def energy_weight(epoch: int, cfg: dict) -> float:
+    """Geometric ramp from energy_weight_start to energy_weight over energy_ramp_epochs: a large
+    energy weight from the start stalls force learning (per-atom energy offsets jump with every
+    optimizer step of an untrained model)."""
+    final, start, ramp = cfg["energy_weight"], cfg["energy_weight_start"], cfg["energy_ramp_epochs"]
+    if start is None or ramp <= 0 or epoch >= ramp:
+        return final
+    return start * (final / start) ** (epoch / ramp)
+
+
 def evaluate(model, frames, dtype, batch_size) -> dict:
     """E MAE/RMSE (meV/atom) and F MAE/RMSE (meV/A) over frames, no augmentation."""
     de, df = [], []
@@ -231,6 +242,7 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
         epoch = state["epoch"]
         t0 = time.perf_counter()
         lr = learning_rate(epoch, tcfg)
+        w_energy = energy_weight(epoch, tcfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         # everything random in an epoch derives from (seed, epoch): resume is exact
@@ -249,7 +261,7 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
             e, f, e_ref, f_ref, n = predict(model, [train_frames[i] for i in idx], rot, dtype, True)
             loss_e = (((e.double() - e_ref) / n) ** 2).mean()
             loss_f = ((f.double() - f_ref) ** 2).mean()
-            loss = tcfg["energy_weight"] * loss_e + tcfg["forces_weight"] * loss_f
+            loss = w_energy * loss_e + tcfg["forces_weight"] * loss_f
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -258,12 +270,14 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
                             F_rmse=f"{1e3 * math.sqrt(float(loss_f.detach())):.0f}meV/A")
         model.eval()
         val = evaluate(model, val_frames, dtype, bs) if val_frames else {}
+        # fixed criterion across epochs (the training weight ramps)
         val_loss = (tcfg["energy_weight"] * (val["energy_rmse_meV_per_atom"] / 1e3) ** 2
                     + tcfg["forces_weight"] * (val["forces_rmse_meV_per_A"] / 1e3) ** 2
                     if val else float(np.mean(losses)))
         state["epoch"] = epoch + 1
         state["seconds"] += time.perf_counter() - t0
-        entry = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)),
+        entry = {"epoch": epoch + 1, "lr": lr, "energy_weight": w_energy,
+                 "train_loss": float(np.mean(losses)),
                  "validation_loss": val_loss, **{f"validation_{k}": v for k, v in val.items()},
                  "seconds": state["seconds"]}
         if val_loss < state["best_validation"]:
