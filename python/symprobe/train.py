@@ -60,6 +60,13 @@ def load_config(path: str) -> dict:
     return config
 
 
+def _portable(config: dict) -> dict:
+    """The config without its absolute paths: a checkout elsewhere resumes the same run."""
+    return {section: {k: v for k, v in values.items() if (section, k) not in
+                      {("data", "path"), ("output", "directory")}}
+            for section, values in config.items()}
+
+
 @dataclass
 class Frame:
     numbers: torch.Tensor  # [N] int64
@@ -218,7 +225,7 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
     state = {"epoch": 0, "best_validation": float("inf"), "seconds": 0.0}
     if os.path.exists(checkpoint_path):
         saved = torch.load(checkpoint_path, weights_only=False)
-        if saved["config"] != config or saved["split"] != split:
+        if _portable(saved["config"]) != _portable(config) or saved["split"] != split:
             raise ValueError(f"{checkpoint_path} belongs to a different configuration or split; "
                              "use another [output] directory or remove the checkpoint")
         model.load_state_dict(saved["model"])
