@@ -44,6 +44,7 @@ struct Model::Impl {
     torch::Dtype dtype = torch::kFloat64;
     VerletList verlet;
     std::vector<bool> allowed;  // allowed[Z]
+    uint64_t rotation_step = 0;  // evaluations done in a random rotation mode
 
     Impl(const std::string& path_, const ModelOptions& options_)
         : path(path_), options(options_), verlet(1.0, 0.0, 1) {
@@ -71,6 +72,7 @@ struct Model::Impl {
             throw Error(Error::InvalidInput, "threads must be >= 0 (0 keeps torch's default)");
         }
         if (options.threads > 0) at::set_num_threads(options.threads);
+        options.rotations.validate();
 
         torch::jit::ExtraFilesMap extra{{METADATA_FILE, ""}};
         try {
@@ -116,26 +118,9 @@ struct Model::Impl {
         }
     }
 
-    Results evaluate(const Graph& g, const Request& request) {
-        torch::AutoGradMode grad_mode(true);
-        const int64_t n = g.n_nodes, n_edges = g.n_edges;
-        auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-        torch::Tensor species = torch::empty({n}, i64);
-        auto sp = species.accessor<int64_t, 1>();
-        for (int64_t i = 0; i < n; ++i) sp[i] = g.numbers[i];
-        // from_blob does not own the memory: copy to the model's device and dtype
-        torch::Tensor centers = torch::from_blob(const_cast<int64_t*>(g.centers), {n_edges}, i64)
-                                    .to(device, torch::kInt64, false, true);
-        torch::Tensor neighbors =
-            torch::from_blob(const_cast<int64_t*>(g.neighbors), {n_edges}, i64)
-                .to(device, torch::kInt64, false, true);
-        torch::Tensor vectors =
-            torch::from_blob(const_cast<double*>(g.vectors), {n_edges, 3},
-                             torch::TensorOptions().dtype(torch::kFloat64))
-                .to(device, dtype, false, true)
-                .requires_grad_(request.forces || request.virial || request.atomic_virials);
-        species = species.to(device);
-
+    // Runs the model on one (possibly batched) graph and checks the contract's output.
+    torch::Tensor run_model(const torch::Tensor& species, const torch::Tensor& centers,
+                            const torch::Tensor& neighbors, const torch::Tensor& vectors) {
         torch::Tensor energies;
         try {
             auto out = module.forward({species, centers, neighbors, vectors});
@@ -148,6 +133,7 @@ struct Model::Impl {
         } catch (const std::exception& e) {
             throw Error(Error::ModelFailure, model_error(path, e));
         }
+        const int64_t n = species.size(0);
         if (energies.dim() != 1 || energies.size(0) != n || !energies.is_floating_point()) {
             std::ostringstream msg;
             msg << path << ": forward returned a tensor of shape " << energies.sizes() << " and type "
@@ -155,64 +141,173 @@ struct Model::Impl {
                 << "]";
             throw Error(Error::ModelFailure, msg.str());
         }
-        // summed in float64: per-atom energies of float32 models carry large element baselines
-        torch::Tensor total = energies.narrow(0, 0, g.n_energy_nodes).to(torch::kFloat64).sum();
+        return energies;
+    }
+
+    torch::Tensor gradient(const torch::Tensor& total, const torch::Tensor& input) {
+        if (input.size(0) == 0 || !total.requires_grad()) return torch::Tensor();
+        try {
+            return torch::autograd::grad({total}, {input}, {}, false, false, true)[0];
+        } catch (const std::exception& e) {
+            throw Error(Error::ModelFailure, model_error(path, e));
+        }
+    }
+
+    // Rotations per batched model call when the user left chunk = 0: enough edges per call to
+    // amortise the per-call overhead, few enough that activations stay in cache.
+    int64_t auto_chunk(int64_t n_edges, int64_t n_rotations) const {
+        const int64_t budget = 16384;  // edges per call, see benchmarks/symmetrize.py
+        return std::max<int64_t>(1, std::min<int64_t>(n_rotations, budget / std::max<int64_t>(1, n_edges)));
+    }
+
+    Results evaluate(const Graph& g, const Request& request) {
+        torch::AutoGradMode grad_mode(true);
+        const int64_t n = g.n_nodes, n_edges = g.n_edges;
+        const bool need_grad = request.forces || request.virial || request.atomic_virials;
+        auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+        auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+        torch::Tensor species = torch::empty({n}, i64);
+        auto sp = species.accessor<int64_t, 1>();
+        for (int64_t i = 0; i < n; ++i) sp[i] = g.numbers[i];
+        species = species.to(device);
+        // from_blob does not own the memory: every use below copies
+        torch::Tensor centers = torch::from_blob(const_cast<int64_t*>(g.centers), {n_edges}, i64)
+                                    .to(device, torch::kInt64, false, true);
+        torch::Tensor neighbors = torch::from_blob(const_cast<int64_t*>(g.neighbors), {n_edges}, i64)
+                                      .to(device, torch::kInt64, false, true);
+        torch::Tensor lab = torch::from_blob(const_cast<double*>(g.vectors), {n_edges, 3}, f64);
+
+        const RotationOptions& ro = options.rotations;
+        const bool random = ro.mode == RotationOptions::Random || ro.randomize;
+        RotationSet rotations = rotation_set(ro, rotation_step);
+        if (random) rotation_step++;
+        const int64_t n_rot = static_cast<int64_t>(rotations.size());
+        double weight_sum = 0.0;
+        for (double w : rotations.weights) weight_sum += w;
+        torch::Tensor matrices = torch::from_blob(rotations.matrices.data(), {n_rot, 3, 3}, f64).clone();
+        torch::Tensor weights = torch::from_blob(rotations.weights.data(), {n_rot}, f64).clone() / weight_sum;
+        const bool plain = ro.mode == RotationOptions::None;
 
         Results res;
-        res.energy = total.item<double>();
+        std::vector<double> lab_grad(3 * n_edges, 0.0);  // dE_sym/dr_e in the lab frame
+        torch::Tensor atom_energies = torch::zeros({n}, f64);
+        torch::Tensor mean_forces = torch::zeros({n, 3}, f64);
+        double weighted_force_square = 0.0;  // sum_k w_k |F_k - F_ref|^2 (atoms, components)
+        torch::Tensor reference_forces;
+        res.diagnostics.rotation_energies.resize(n_rot);
+        const int64_t chunk = ro.chunk > 0 ? ro.chunk : auto_chunk(n_edges, n_rot);
+        for (int64_t k0 = 0; k0 < n_rot; k0 += chunk) {
+            const int64_t c = std::min(chunk, n_rot - k0);
+            torch::Tensor R = matrices.narrow(0, k0, c);
+            torch::Tensor w = weights.narrow(0, k0, c);
+            // c rotated copies as one graph: row vectors r' = r R^T, nodes offset by copy
+            torch::Tensor input = plain ? lab.unsqueeze(0) : torch::matmul(lab.unsqueeze(0), R.transpose(1, 2));
+            input = input.reshape({c * n_edges, 3}).to(device, dtype, false, true).requires_grad_(need_grad);
+            torch::Tensor batch_species = c == 1 ? species : species.repeat({c});
+            torch::Tensor offsets = torch::arange(c, i64.device(device)).mul_(n).unsqueeze(1);
+            torch::Tensor batch_centers = c == 1 ? centers : (centers.unsqueeze(0) + offsets).reshape({-1});
+            torch::Tensor batch_neighbors =
+                c == 1 ? neighbors : (neighbors.unsqueeze(0) + offsets).reshape({-1});
+            torch::Tensor energies = run_model(batch_species, batch_centers, batch_neighbors, input);
+            // per-copy energies summed in float64: float32 models carry large element baselines
+            torch::Tensor per_atom = energies.view({c, n}).to(torch::kFloat64);
+            torch::Tensor per_copy = per_atom.narrow(1, 0, g.n_energy_nodes).sum(1);
+            torch::Tensor total = (per_copy * w.to(device)).sum();
+            torch::Tensor per_copy_cpu = per_copy.detach().cpu();
+            for (int64_t k = 0; k < c; ++k) {
+                res.diagnostics.rotation_energies[k0 + k] = per_copy_cpu[k].item<double>();
+            }
+            if (request.energies) {
+                atom_energies += (per_atom.detach().cpu() * w.unsqueeze(1)).sum(0);
+            }
+            if (!need_grad) continue;
+            torch::Tensor grad = gradient(total, input);
+            if (!grad.defined()) continue;
+            // back to the lab frame (row form: g_lab = g_rot R), still weighted by w_k
+            torch::Tensor back = grad.to(torch::kCPU, torch::kFloat64).view({c, n_edges, 3});
+            if (!plain) back = torch::matmul(back, R);
+            torch::Tensor summed = back.sum(0).contiguous();
+            const double* gs = summed.data_ptr<double>();
+            for (int64_t e = 0; e < 3 * n_edges; ++e) lab_grad[e] += gs[e];
+            if (n_rot > 1) {
+                // per-rotation forces for the spread diagnostic
+                torch::Tensor cpu_centers = torch::from_blob(const_cast<int64_t*>(g.centers), {n_edges}, i64);
+                torch::Tensor cpu_neighbors = torch::from_blob(const_cast<int64_t*>(g.neighbors), {n_edges}, i64);
+                torch::Tensor forces = torch::zeros({c, n, 3}, f64);
+                forces.index_add_(1, cpu_centers, back).index_add_(1, cpu_neighbors, -back);
+                mean_forces += forces.sum(0);
+                // deviations from the first rotation's forces: no cancellation when the spread
+                // is tiny compared with the forces
+                torch::Tensor unweighted = forces / w.view({c, 1, 1});
+                if (k0 == 0) reference_forces = unweighted[0].clone();
+                weighted_force_square +=
+                    ((unweighted - reference_forces).pow(2).sum({1, 2}) * w).sum().item<double>();
+            }
+        }
+
+        for (int64_t k = 0; k < n_rot; ++k) {
+            res.energy += weights[k].item<double>() * res.diagnostics.rotation_energies[k];
+        }
         if (!std::isfinite(res.energy)) {
             throw Error(Error::ModelFailure, path + ": the model returned a non-finite energy");
         }
         if (request.energies) {
-            torch::Tensor e = energies.detach().to(torch::kCPU, torch::kFloat64).contiguous();
-            res.energies.assign(e.data_ptr<double>(), e.data_ptr<double>() + n);
+            res.energies.assign(atom_energies.data_ptr<double>(), atom_energies.data_ptr<double>() + n);
         }
-        if (!(request.forces || request.virial || request.atomic_virials)) return res;
+        if (n_rot > 1) {
+            double lo = INFINITY, hi = -INFINITY, var = 0.0;
+            for (int64_t k = 0; k < n_rot; ++k) {
+                double e = res.diagnostics.rotation_energies[k];
+                lo = std::min(lo, e);
+                hi = std::max(hi, e);
+                var += weights[k].item<double>() * (e - res.energy) * (e - res.energy);
+            }
+            res.diagnostics.energy_spread = hi - lo;
+            res.diagnostics.energy_std = std::sqrt(var);
+            if (need_grad) {
+                double mean_square = (mean_forces - reference_forces).pow(2).sum().item<double>();
+                res.diagnostics.forces_rms_spread =
+                    std::sqrt(std::max(0.0, weighted_force_square - mean_square) / (3.0 * n));
+            }
+        }
+        if (need_grad) forces_and_virials(g, lab_grad, request, res);
+        return res;
+    }
 
-        torch::Tensor grad;
-        if (n_edges > 0 && total.requires_grad()) {
-            try {
-                grad = torch::autograd::grad({total}, {vectors}, {}, false, false, true)[0];
-            } catch (const std::exception& e) {
-                throw Error(Error::ModelFailure, model_error(path, e));
+    // Forces, virial and per-atom virials from the lab-frame edge gradient:
+    // r_e = x_j - x_i + S.cell, so dE/dx_i = -sum g_e (i centre) + sum g_e (i neighbour).
+    void forces_and_virials(const Graph& g, const std::vector<double>& grad, const Request& request,
+                            Results& res) {
+        const int64_t n = g.n_nodes;
+        std::vector<double> forces(3 * n, 0.0);
+        for (int64_t e = 0; e < g.n_edges; ++e) {
+            for (int c = 0; c < 3; ++c) {
+                forces[3 * g.centers[e] + c] += grad[3 * e + c];
+                forces[3 * g.neighbors[e] + c] -= grad[3 * e + c];
             }
         }
-        std::vector<double> gbuf(3 * n_edges, 0.0);
-        if (grad.defined()) {
-            torch::Tensor gc = grad.to(torch::kCPU, torch::kFloat64).contiguous();
-            std::copy(gc.data_ptr<double>(), gc.data_ptr<double>() + 3 * n_edges, gbuf.begin());
-        }
-        // r_e = x_j - x_i + S.cell: dE/dx_i = -sum g_e (i centre) + sum g_e (i neighbour)
-        if (request.forces) {
-            res.forces.assign(3 * n, 0.0);
-            for (int64_t e = 0; e < n_edges; ++e) {
-                for (int c = 0; c < 3; ++c) {
-                    res.forces[3 * g.centers[e] + c] += gbuf[3 * e + c];
-                    res.forces[3 * g.neighbors[e] + c] -= gbuf[3 * e + c];
-                }
+        for (int64_t i = 0; i < 3 * n; ++i) {
+            if (!std::isfinite(forces[i])) {
+                throw Error(Error::ModelFailure, path + ": the model produced non-finite forces");
             }
+            res.diagnostics.net_force[i % 3] += forces[i];
         }
-        if (request.virial || request.atomic_virials) {
-            if (request.atomic_virials) res.atomic_virials.assign(9 * n, 0.0);
-            for (int64_t e = 0; e < n_edges; ++e) {
-                for (int a = 0; a < 3; ++a) {
-                    for (int b = 0; b < 3; ++b) {
-                        double w = -g.vectors[3 * e + a] * gbuf[3 * e + b];
-                        res.virial[3 * a + b] += w;
-                        if (request.atomic_virials) {
-                            res.atomic_virials[9 * g.centers[e] + 3 * a + b] += 0.5 * w;
-                            res.atomic_virials[9 * g.neighbors[e] + 3 * a + b] += 0.5 * w;
-                        }
+        if (request.atomic_virials) res.atomic_virials.assign(9 * n, 0.0);
+        for (int64_t e = 0; e < g.n_edges; ++e) {
+            for (int a = 0; a < 3; ++a) {
+                for (int b = 0; b < 3; ++b) {
+                    double w = -g.vectors[3 * e + a] * grad[3 * e + b];
+                    res.virial[3 * a + b] += w;
+                    if (request.atomic_virials) {
+                        res.atomic_virials[9 * g.centers[e] + 3 * a + b] += 0.5 * w;
+                        res.atomic_virials[9 * g.neighbors[e] + 3 * a + b] += 0.5 * w;
                     }
                 }
             }
         }
-        for (double f : res.forces) {
-            if (!std::isfinite(f)) {
-                throw Error(Error::ModelFailure, path + ": the model produced non-finite forces");
-            }
-        }
-        return res;
+        const auto& W = res.virial;
+        res.diagnostics.net_torque = {W[5] - W[7], W[6] - W[2], W[1] - W[3]};
+        if (request.forces) res.forces = std::move(forces);
     }
 };
 
@@ -225,6 +320,8 @@ Model& Model::operator=(Model&&) noexcept = default;
 const ModelMetadata& Model::metadata() const { return impl_->metadata; }
 const ModelOptions& Model::options() const { return impl_->options; }
 const std::string& Model::path() const { return impl_->path; }
+uint64_t Model::rotation_step() const { return impl_->rotation_step; }
+void Model::set_rotation_step(uint64_t step) { impl_->rotation_step = step; }
 const NeighborList& Model::last_neighbors() const {
     return impl_->verlet.current();
 }

@@ -5,7 +5,7 @@ Units: Angstrom, eV, eV/Angstrom; cells hold lattice vectors as rows.
 import torch  # noqa: F401  (loads libtorch before the compiled core that links to it)
 
 from ._core import InvalidModelError, ModelError, atomic_number, element_symbol
-from .core import Model, load_model, neighbor_list
+from .core import Model, load_model, neighbor_list, rotation_set
 from .calculator import Calculator
 from .export import export_model
 
@@ -21,4 +21,5 @@ __all__ = [
     "export_model",
     "load_model",
     "neighbor_list",
+    "rotation_set",
 ]

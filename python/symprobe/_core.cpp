@@ -84,6 +84,14 @@ py::dict results_dict(const symprobe::Results& r, int64_t n, const symprobe::Req
         d["virial"] = to_array(w, {3, 3});
     }
     if (q.atomic_virials) d["atomic_virials"] = to_array(r.atomic_virials, {n, 3, 3});
+    const symprobe::Diagnostics& diag = r.diagnostics;
+    d["rotation_energies"] = to_array(diag.rotation_energies,
+                                      {static_cast<py::ssize_t>(diag.rotation_energies.size())});
+    d["energy_std"] = diag.energy_std;
+    d["energy_spread"] = diag.energy_spread;
+    d["forces_rms_spread"] = diag.forces_rms_spread;
+    d["net_force"] = to_array(std::vector<double>(diag.net_force.begin(), diag.net_force.end()), {3});
+    d["net_torque"] = to_array(std::vector<double>(diag.net_torque.begin(), diag.net_torque.end()), {3});
     return d;
 }
 
@@ -93,6 +101,17 @@ std::vector<int32_t> atomic_numbers(const py::object& numbers, py::ssize_t n) {
     check_shape(z, "numbers", n, -1);
     std::vector<int32_t> out(z.data(), z.data() + z.size());
     return out;
+}
+
+symprobe::RotationOptions rotation_options(const std::string& rotations, bool inversion,
+                                           bool randomize, uint64_t seed, int chunk) {
+    symprobe::RotationOptions options = symprobe::RotationOptions::parse(rotations);
+    options.inversion = inversion;
+    options.randomize = randomize;
+    options.seed = seed;
+    options.chunk = chunk;
+    options.validate();
+    return options;
 }
 
 }  // namespace
@@ -141,17 +160,39 @@ PYBIND11_MODULE(_core, m) {
         py::arg("positions"), py::arg("cell"), py::arg("pbc"), py::arg("cutoff"),
         py::arg("threads") = 1);
 
+    m.def(
+        "rotation_set",
+        [](const std::string& rotations, bool inversion, bool randomize, uint64_t seed,
+           uint64_t step) {
+            auto options = rotation_options(rotations, inversion, randomize, seed, 0);
+            symprobe::RotationSet set = symprobe::rotation_set(options, step);
+            py::ssize_t g = static_cast<py::ssize_t>(set.size());
+            return py::make_tuple(to_array(std::move(set.matrices), {g, 3, 3}),
+                                  to_array(std::move(set.weights), {g}));
+        },
+        py::arg("rotations"), py::arg("inversion") = false, py::arg("randomize") = false,
+        py::arg("seed") = 0, py::arg("step") = 0);
+    m.def("lebedev_orders", &symprobe::lebedev_orders);
+
     py::class_<symprobe::Model>(m, "Model")
         .def(py::init([](const std::string& path, const std::string& device, int threads,
-                         double skin) {
+                         double skin, const std::string& rotations, bool inversion,
+                         bool randomize, uint64_t seed, int chunk) {
                  symprobe::ModelOptions options;
                  options.device = device;
                  options.threads = threads;
                  options.skin = skin;
+                 options.rotations = rotation_options(rotations, inversion, randomize, seed, chunk);
                  return std::make_unique<symprobe::Model>(path, options);
              }),
              py::arg("path"), py::arg("device") = "cpu", py::arg("threads") = 0,
-             py::arg("skin") = 0.0)
+             py::arg("skin") = 0.0, py::arg("rotations") = "none", py::arg("inversion") = false,
+             py::arg("randomize") = false, py::arg("seed") = 0, py::arg("chunk") = 0)
+        .def_property("rotation_step", &symprobe::Model::rotation_step,
+                      &symprobe::Model::set_rotation_step)
+        .def_property_readonly("rotations", [](const symprobe::Model& m) {
+            return m.options().rotations.describe();
+        })
         .def_property_readonly("path", &symprobe::Model::path)
         .def_property_readonly("metadata_json",
                                [](const symprobe::Model& m) { return m.metadata().json; })

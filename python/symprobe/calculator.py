@@ -13,16 +13,29 @@ class Calculator(_AseCalculator):
 
     model: a path, a bundled model name or a loaded :class:`symprobe.Model`.
     Results: energy, free_energy (= energy), energies, forces, stress (periodic systems only,
-    eV/A^3, ASE's sign convention), and virial (eV, 3x3).
+    eV/A^3, ASE's sign convention), virial (eV, 3x3), and the symmetry diagnostics of
+    :class:`symprobe.Model` (rotation_energies, energy_std, energy_spread, forces_rms_spread,
+    net_force, net_torque).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, model="water-reference", device: str = "cpu", threads: int = 0,
-                 skin: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.model = model if isinstance(model, Model) else load_model(
-            model, device=device, threads=threads, skin=skin)
+    DIAGNOSTICS = ("rotation_energies", "energy_std", "energy_spread", "forces_rms_spread",
+                   "net_force", "net_torque")
+
+    def __init__(self, model="water-reference", **options):
+        """options: those of :func:`symprobe.load_model` (device, threads, skin, rotations,
+        inversion, randomize, seed, chunk) when `model` is not loaded yet; the rest go to
+        ASE's Calculator."""
+        names = ("device", "threads", "skin", "rotations", "inversion", "randomize", "seed", "chunk")
+        model_options = {k: options.pop(k) for k in names if k in options}
+        super().__init__(**options)
+        if isinstance(model, Model):
+            if model_options:
+                raise ValueError("model options apply when the Calculator loads the model itself")
+            self.model = model
+        else:
+            self.model = load_model(model, **model_options)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -37,6 +50,8 @@ class Calculator(_AseCalculator):
         self.results["virial"] = out["virial"]
         if "energies" in out:
             self.results["energies"] = out["energies"]
+        for key in self.DIAGNOSTICS:
+            self.results[key] = out[key]
         if atoms.pbc.all():
             # dE/d(strain)_ab = -W_ba; ASE stress is its symmetric part over the volume
             sigma = -out["virial"].T / atoms.get_volume()

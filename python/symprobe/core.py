@@ -35,7 +35,9 @@ class Model(_core.Model):
     compute(positions [N,3] A, numbers [N], cell [3,3] A or None, pbc, forces=True,
     virial=True, energies=False, atomic_virials=False) returns a dict with energy (eV),
     energies [N] (eV), forces [N,3] (eV/A), virial [3,3] (eV, W = -sum_e r_e (x) dE/dr_e),
-    atomic_virials [N,3,3] (eV).
+    atomic_virials [N,3,3] (eV), and the symmetry diagnostics: rotation_energies [G] (eV),
+    energy_std, energy_spread (eV), forces_rms_spread (eV/A), net_force [3] (eV/A),
+    net_torque [3] (eV). With rotations, every quantity is the weighted rotational average.
     """
 
     @property
@@ -48,14 +50,27 @@ class Model(_core.Model):
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu", threads: int = 0,
-               skin: float = 0.0) -> Model:
+               skin: float = 0.0, rotations: str = "none", inversion: bool = False,
+               randomize: bool = False, seed: int = 0, chunk: int = 0) -> Model:
     """Load a model file, or a bundled model by name (see symprobe.models.BUNDLED).
 
     device: "cpu" or "cuda[:N]"; threads: torch and neighbour-search threads (0 keeps torch's
     default); skin: Verlet skin in Angstrom (0 rebuilds the neighbour list at every call).
+    rotations: "none", "random", "grid L" or "lebedev L" (docs/symmetrization.md); inversion:
+    add -R for every grid rotation (random: improper with probability 1/2); randomize: re-orient
+    the whole grid randomly at every evaluation; seed: of the random stream (evaluation k uses
+    (seed, k); `model.rotation_step` is k); chunk: rotations per batched model call (0 = auto).
     A file that exists always wins over a bundled name.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         path = bundled_path(path) or path
-    return Model(path, device=device, threads=threads, skin=skin)
+    return Model(path, device=device, threads=threads, skin=skin, rotations=rotations,
+                 inversion=inversion, randomize=randomize, seed=seed, chunk=chunk)
+
+
+def rotation_set(rotations: str, inversion: bool = False, randomize: bool = False, seed: int = 0,
+                 step: int = 0):
+    """The rotation matrices [G, 3, 3] and weights [G] the core uses for these options at
+    evaluation `step`."""
+    return _core.rotation_set(rotations, inversion, randomize, seed, step)

@@ -97,6 +97,41 @@ private:
 };
 
 // ---------------------------------------------------------------------------------------------
+// Rotations (symmetrisation); option names are the same in Python, LAMMPS and the i-PI driver
+// ---------------------------------------------------------------------------------------------
+
+struct RotationOptions {
+    enum Mode { None, Random, Grid, Lebedev };
+    Mode mode = None;
+    int order = 0;           // L of "grid L" / "lebedev L"
+    bool inversion = false;  // grid: add -R for every R; random: improper with probability 1/2
+    bool randomize = false;  // grid: a fresh random orientation of the whole grid per evaluation
+    uint64_t seed = 0;       // random rotation of evaluation k depends only on (seed, k)
+    int chunk = 0;           // rotations per batched model call; 0 = automatic
+
+    // "none", "random", "grid L", "lebedev L" (tokens as in `pair_style symprobe ... rotations
+    // grid 2`); throws Error(InvalidInput) naming the problem.
+    static RotationOptions parse(const std::string& spec);
+    std::string describe() const;
+    // Throws Error(InvalidInput) for an unsupported order or chunk.
+    void validate() const;
+};
+
+// A set of rotations with weights: matrices [G, 3, 3] row-major, proper or improper.
+struct RotationSet {
+    std::vector<double> matrices;
+    std::vector<double> weights;
+    size_t size() const { return weights.size(); }
+};
+
+// The rotations used at evaluation `step` (only random modes depend on it).
+RotationSet rotation_set(const RotationOptions& options, uint64_t step);
+// Haar-random proper rotation for (seed, step, stream); deterministic and platform independent.
+std::array<double, 9> random_rotation(uint64_t seed, uint64_t step, uint64_t stream);
+// Lebedev degrees available for "lebedev L".
+std::vector<int> lebedev_orders();
+
+// ---------------------------------------------------------------------------------------------
 // Models and evaluation
 // ---------------------------------------------------------------------------------------------
 
@@ -119,6 +154,7 @@ struct ModelOptions {
     std::string device = "cpu";  // "cpu" (CUDA arrives with the CUDA build)
     int threads = 0;             // torch intra-op threads and neighbour-search threads; 0 = keep
     double skin = 0.0;           // Verlet skin, Angstrom (0 = rebuild the list every call)
+    RotationOptions rotations;   // symmetrisation of every evaluation
 };
 
 // What to compute; energy is always computed.
@@ -129,12 +165,25 @@ struct Request {
     bool atomic_virials = false;  // per-atom virials (half of each edge's virial to each end)
 };
 
+// Symmetry-breaking diagnostics, computed with every result.
+struct Diagnostics {
+    std::vector<double> rotation_energies;   // [G] eV, energy of every rotated copy
+    double energy_std = 0.0;                 // eV, weighted standard deviation over rotations
+    double energy_spread = 0.0;              // eV, max - min over rotations
+    double forces_rms_spread = 0.0;          // eV/A, weighted RMS deviation (per component) of
+                                             // the back-rotated forces from their mean
+    std::array<double, 3> net_force{};       // eV/A, sum of forces (zero for a contract model)
+    std::array<double, 3> net_torque{};      // eV, sum_i x_i x F_i = eps_abc W_bc; about any
+                                             // point for non-periodic systems
+};
+
 struct Results {
     double energy = 0.0;                     // eV
     std::vector<double> energies;            // [N] eV, if requested
     std::vector<double> forces;              // [N, 3] eV/A, if requested
     std::array<double, 9> virial{};          // eV, W = -sum_e r_e (x) dE/dr_e, row-major
     std::vector<double> atomic_virials;      // [N, 9] eV, if requested
+    Diagnostics diagnostics;
 };
 
 // A graph as the model contract sees it; lets front ends that own their neighbour lists (LAMMPS
@@ -174,6 +223,10 @@ public:
 
     // The neighbour list used by the last compute() call.
     const NeighborList& last_neighbors() const;
+
+    // Evaluation counter of the random rotation stream: part of the state an MD restart saves.
+    uint64_t rotation_step() const;
+    void set_rotation_step(uint64_t step);
 
 private:
     struct Impl;

@@ -1,0 +1,278 @@
+"""Rotational symmetrisation and symmetry-breaking diagnostics of the core."""
+import numpy as np
+import pytest
+from scipy import stats
+
+import symprobe
+from symprobe.reference import orientation_average
+from symprobe.water import water_box
+
+GRIDS = ["grid 1", "grid 2", "grid 3", "grid 4"]
+
+
+def compute(model, atoms, **kw):
+    return model.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc, **kw)
+
+
+@pytest.fixture(scope="module")
+def box():
+    atoms = water_box(8, seed=21)
+    shear = np.array([[1.0, 0.0, 0.0], [0.2, 1.0, 0.0], [-0.1, 0.15, 1.0]])
+    atoms.set_cell(atoms.cell.array @ shear, scale_atoms=True)
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def plain_energy(reference_path, box):
+    return compute(symprobe.load_model(reference_path("water-reference")), box)["energy"]
+
+
+@pytest.mark.parametrize("degree", [2, 4, 6])
+@pytest.mark.parametrize("inversion", [False, True])
+def test_polynomial_model_is_averaged_exactly_by_large_enough_grids(
+        reference_path, box, plain_energy, degree, inversion):
+    """A polynomial of degree d in u is averaged exactly by every grid with 2L - 2 >= d."""
+    path = reference_path(f"water-orientation-poly{degree}")
+    exact = plain_energy + 8 * orientation_average("poly", degree)
+    for spec in GRIDS:
+        L = int(spec.split()[1])
+        energy = compute(symprobe.load_model(path, rotations=spec, inversion=inversion), box)["energy"]
+        error = abs(energy - exact)
+        if 2 * L - 2 >= degree:
+            assert error < 1e-10, (spec, error)
+        else:
+            assert error > 1e-6, (spec, error)
+
+
+def test_exponential_model_converges_to_closed_form(reference_path, box, plain_energy):
+    """sphere average of exp(a u_x) = sinh(a) / a; the table is printed with -s."""
+    exact = plain_energy + 8 * orientation_average("exp")
+    rows = []
+    for inversion in (False, True):
+        errors = []
+        for spec in ["grid 1", "grid 2", "grid 3", "grid 4", "grid 5"]:
+            model = symprobe.load_model(reference_path("water-orientation"), rotations=spec,
+                                        inversion=inversion)
+            res = compute(model, box)
+            errors.append(abs(res["energy"] - exact))
+            rows.append(f"{spec}{'i' if inversion else ''}: G={len(res['rotation_energies'])}, "
+                        f"|E - exact| = {errors[-1]:.3e} eV")
+        assert all(b < a for a, b in zip(errors[1:], errors[2:])), errors
+        assert errors[-1] < 1e-4
+    lebedev = []
+    for order in (3, 5, 7, 9, 11, 13):
+        model = symprobe.load_model(reference_path("water-orientation"), rotations=f"lebedev {order}")
+        lebedev.append(abs(compute(model, box)["energy"] - exact))
+        rows.append(f"lebedev {order}: |E - exact| = {lebedev[-1]:.3e} eV")
+    assert lebedev[-1] < 1e-3 * lebedev[0]
+    print("\n" + "\n".join(rows))
+
+
+@pytest.mark.parametrize("options", [
+    dict(rotations="random", seed=3), dict(rotations="random", inversion=True, seed=4),
+    dict(rotations="grid 2"), dict(rotations="grid 2", inversion=True),
+    dict(rotations="grid 3", randomize=True, seed=5), dict(rotations="lebedev 5", inversion=True),
+    dict(rotations="grid 2", inversion=True, chunk=5),
+])
+def test_invariant_model_is_unchanged_by_every_mode(reference_path, box, options):
+    plain = compute(symprobe.load_model(reference_path("water-reference")), box, energies=True)
+    model = symprobe.load_model(reference_path("water-reference"), **options)
+    res = compute(model, box, energies=True)
+    assert res["energy"] == pytest.approx(plain["energy"], rel=1e-12, abs=1e-10)
+    np.testing.assert_allclose(res["forces"], plain["forces"], atol=1e-10)
+    np.testing.assert_allclose(res["virial"], plain["virial"], atol=1e-10)
+    np.testing.assert_allclose(res["energies"], plain["energies"], atol=1e-10)
+    assert res["energy_spread"] < 1e-10 and res["forces_rms_spread"] < 1e-9
+
+
+@pytest.mark.parametrize("options", [dict(rotations="grid 2", inversion=True),
+                                     dict(rotations="random", inversion=True, seed=9),
+                                     dict(rotations="lebedev 3", randomize=True, seed=2)])
+def test_symmetrized_forces_and_virial_are_derivatives(reference_path, options):
+    atoms = water_box(4, seed=13)
+    model = symprobe.load_model(reference_path("water-orientation"), **options)
+
+    def energy(pos, cell):
+        model.rotation_step = 7  # the same rotations for every displaced evaluation
+        return model.compute(pos, atoms.numbers, cell, True, forces=False)["energy"]
+
+    model.rotation_step = 7
+    res = compute(model, atoms)
+    h = 1e-5
+    for i in (0, 4, 9):
+        for c in range(3):
+            pos = atoms.positions.copy()
+            pos[i, c] += h
+            ep = energy(pos, atoms.cell.array)
+            pos[i, c] -= 2 * h
+            em = energy(pos, atoms.cell.array)
+            assert -(ep - em) / (2 * h) == pytest.approx(res["forces"][i, c], abs=1e-6)
+    h = 1e-6
+    for a in range(3):
+        for b in range(3):
+            e = []
+            for sign in (1, -1):
+                eps = np.eye(3)
+                eps[a, b] += sign * h
+                e.append(energy(atoms.positions @ eps.T, atoms.cell.array @ eps.T))
+            assert (e[0] - e[1]) / (2 * h) == pytest.approx(-res["virial"][b, a], abs=1e-5)
+
+
+def rotation_angle_axis(R):
+    angle = np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))
+    axis = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    return angle, axis / np.linalg.norm(axis)
+
+
+def test_random_rotations_are_haar_and_reproducible():
+    n = 4000
+    samples = [symprobe.rotation_set("random", inversion=True, seed=11, step=k)[0][0]
+               for k in range(n)]
+    improper = np.array([np.linalg.det(R) < 0 for R in samples])
+    # improper with probability 1/2 (two-sided binomial test at 1 %)
+    assert stats.binomtest(int(improper.sum()), n, 0.5).pvalue > 0.01
+    proper = [R if np.linalg.det(R) > 0 else -R for R in samples]
+    for R in proper[:50]:
+        np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
+    angles, axes = zip(*(rotation_angle_axis(R) for R in proper))
+    # Haar: the rotation angle has CDF (w - sin w) / pi, the axis is uniform on the sphere;
+    # Kolmogorov-Smirnov tests at 1 % significance
+    assert stats.kstest(angles, lambda w: (w - np.sin(w)) / np.pi).pvalue > 0.01
+    axes = np.array(axes)
+    assert stats.kstest(axes[:, 2], stats.uniform(-1, 2).cdf).pvalue > 0.01
+    assert stats.kstest(np.arctan2(axes[:, 1], axes[:, 0]), stats.uniform(-np.pi, 2 * np.pi).cdf).pvalue > 0.01
+    # a deliberately biased sample fails the same test (the test can fail)
+    assert stats.kstest(np.array(angles) * 0.9, lambda w: (w - np.sin(w)) / np.pi).pvalue < 0.01
+    # reproducible from (seed, k); other seeds and steps differ; no inversion -> always proper
+    again = symprobe.rotation_set("random", inversion=True, seed=11, step=17)[0][0]
+    np.testing.assert_array_equal(again, samples[17])
+    assert not np.allclose(symprobe.rotation_set("random", inversion=True, seed=12, step=17)[0][0], again)
+    assert all(np.linalg.det(symprobe.rotation_set("random", seed=11, step=k)[0][0]) > 0
+               for k in range(200))
+
+
+def test_random_stream_state_can_be_read_and_restored(reference_path, box):
+    model = symprobe.load_model(reference_path("water-orientation"), rotations="random",
+                                inversion=True, seed=42)
+    assert model.rotation_step == 0
+    first = [compute(model, box)["energy"] for _ in range(5)]
+    assert model.rotation_step == 5
+    assert len(set(first)) == 5  # a fresh rotation per evaluation
+    model.rotation_step = 2  # as after read_restart
+    assert compute(model, box)["energy"] == first[2]
+    other = symprobe.load_model(reference_path("water-orientation"), rotations="random",
+                                inversion=True, seed=42)
+    assert [compute(other, box)["energy"] for _ in range(5)] == first
+
+
+def quadrature_set(quads, inversion=False):
+    mats = [np.asarray(R) for R, w, _ in quads]
+    weights = [w for R, w, _ in quads]
+    if inversion:
+        mats, weights = mats + [-R for R in mats], weights + weights
+    return np.array(mats), np.array(weights) / np.sum(weights)
+
+
+def assert_same_rotation_sets(ours, theirs):
+    (A, wa), (B, wb) = ours, theirs
+    assert len(A) == len(B)
+    wa = wa / wa.sum()
+    matched = set()
+    for R, w in zip(B, wb):
+        d = np.abs(A - R).reshape(len(A), -1).max(axis=1)
+        k = int(np.argmin(d))
+        assert d[k] < 1e-10 and abs(wa[k] - w) < 1e-12
+        matched.add(k)
+    assert len(matched) == len(A)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_grid_equals_ipi_legendre_quadrature(order):
+    from ipi.utils.mathtools import get_rotation_quadrature_legendre
+    quads = get_rotation_quadrature_legendre(order)
+    assert_same_rotation_sets(symprobe.rotation_set(f"grid {order}"), quadrature_set(quads))
+    assert_same_rotation_sets(symprobe.rotation_set(f"grid {order}", inversion=True),
+                              quadrature_set(quads, inversion=True))
+
+
+@pytest.mark.parametrize("order", [1, 3, 5, 7, 11, 17])
+def test_lebedev_equals_ipi_lebedev_quadrature(order):
+    from ipi.utils.mathtools import get_rotation_quadrature_lebedev
+    assert_same_rotation_sets(symprobe.rotation_set(f"lebedev {order}"),
+                              quadrature_set(get_rotation_quadrature_lebedev(order)))
+
+
+def test_grid_sizes():
+    for L, size in [(2, 18), (3, 75), (4, 196)]:
+        assert len(symprobe.rotation_set(f"grid {L}")[1]) == size
+        assert len(symprobe.rotation_set(f"grid {L}", inversion=True)[1]) == 2 * size
+
+
+def test_diagnostics_match_explicit_rotations(reference_path, box):
+    """Per-rotation energies and the force spread equal plain evaluations of explicitly rotated
+    structures; net torque equals sum x_i x F_i for a molecule."""
+    path = reference_path("water-orientation")
+    model = symprobe.load_model(path, rotations="grid 2", inversion=True, chunk=7)
+    plain = symprobe.load_model(path)
+    res = compute(model, box)
+    mats, weights = symprobe.rotation_set("grid 2", inversion=True)
+    weights = weights / weights.sum()
+    energies, forces = [], []
+    for R in mats:
+        r = plain.compute(box.positions @ R.T, box.numbers, box.cell.array @ R.T, True)
+        energies.append(r["energy"])
+        forces.append(r["forces"] @ R)  # back to the lab frame
+    np.testing.assert_allclose(res["rotation_energies"], energies, rtol=1e-12)
+    mean_f = np.einsum("k,kia->ia", weights, forces)
+    np.testing.assert_allclose(res["forces"], mean_f, atol=1e-10)
+    spread = np.sqrt(np.einsum("k,kia->", weights, (np.array(forces) - mean_f) ** 2) / mean_f.size)
+    assert res["forces_rms_spread"] == pytest.approx(spread, rel=1e-8)
+    mean_e = weights @ energies
+    assert res["energy_std"] == pytest.approx(np.sqrt(weights @ (np.array(energies) - mean_e) ** 2), rel=1e-8)
+    assert res["energy_spread"] == pytest.approx(np.ptp(energies), rel=1e-10)
+    # net torque of a gas-phase molecule: sum x_i x F_i (the orientation term exerts one)
+    molecule = water_box(1, seed=3)
+    molecule.pbc = False
+    molecule.positions += [40.0, -3.0, 7.0]
+    r = plain.compute(molecule.positions, molecule.numbers, None, False)
+    torque = np.cross(molecule.positions, r["forces"]).sum(axis=0)
+    np.testing.assert_allclose(r["net_torque"], torque, atol=1e-10)
+    assert np.linalg.norm(torque) > 1e-3
+    np.testing.assert_allclose(r["net_force"], 0.0, atol=1e-12)
+    invariant = symprobe.load_model(reference_path("water-reference"))
+    r = invariant.compute(molecule.positions, molecule.numbers, None, False)
+    np.testing.assert_allclose(r["net_torque"], 0.0, atol=1e-10)
+
+
+def test_chunk_size_does_not_change_results(reference_path, box):
+    path = reference_path("water-orientation")
+    results = [compute(symprobe.load_model(path, rotations="grid 3", inversion=True, chunk=c), box)
+               for c in (0, 1, 7, 150)]
+    for r in results[1:]:
+        assert r["energy"] == pytest.approx(results[0]["energy"], rel=1e-13)
+        np.testing.assert_allclose(r["forces"], results[0]["forces"], atol=1e-12)
+        np.testing.assert_allclose(r["rotation_energies"], results[0]["rotation_energies"], rtol=1e-13)
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(rotations="grid 0"), "order must be a positive integer"),
+    (dict(rotations="grid"), "needs one order L"),
+    (dict(rotations="grid 99"), "grid order must lie in 1..12"),
+    (dict(rotations="lebedev 4"), "no Lebedev rule of order 4; available: 1 3 5"),
+    (dict(rotations="spin 2"), "unknown rotations mode 'spin'"),
+    (dict(rotations="random 3"), "'random' takes no order"),
+    (dict(rotations="none", randomize=True), "randomize applies to 'grid L' and 'lebedev L'"),
+    (dict(rotations="grid 2", chunk=-1), "chunk must be >= 0"),
+])
+def test_bad_rotation_options(reference_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        symprobe.load_model(reference_path("water-orientation"), **options)
+
+
+def test_calculator_exposes_diagnostics(reference_path, box):
+    atoms = box.copy()
+    atoms.calc = symprobe.Calculator(reference_path("water-orientation"), rotations="grid 2",
+                                     inversion=True)
+    atoms.get_potential_energy()
+    assert atoms.calc.results["rotation_energies"].shape == (36,)
+    assert atoms.calc.results["energy_spread"] > 0.1
