@@ -7,6 +7,7 @@
 #include <torch/script.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -153,11 +154,42 @@ struct Model::Impl {
         }
     }
 
-    // Rotations per batched model call when the user left chunk = 0: enough edges per call to
-    // amortise the per-call overhead, few enough that activations stay in cache.
-    int64_t auto_chunk(int64_t n_edges, int64_t n_rotations) const {
-        const int64_t budget = 16384;  // edges per call, see benchmarks/symmetrize.py
-        return std::max<int64_t>(1, std::min<int64_t>(n_rotations, budget / std::max<int64_t>(1, n_edges)));
+    // Rotations per batched model call when the user left chunk = 0. Batching amortises the
+    // per-call overhead but large batches fall out of cache (a PET-size model was 2x slower
+    // with 36 copies than with one), so the best size depends on model, system and machine:
+    // the first evaluations try 1, 2, 4, ... rotations per call and keep the fastest per
+    // rotation. Re-tuned when the number of edges changes by more than 2x.
+    struct ChunkTuner {
+        int64_t edges = -1;       // system size the tuning is for
+        int64_t best = 0;         // 0 while tuning
+        double best_time = INFINITY;
+        int64_t trying = 1;
+    } tuner;
+    static constexpr int64_t MAX_BATCH_EDGES = 1 << 23;  // memory bound of the automatic choice
+
+    int64_t choose_chunk(int64_t n_edges, int64_t n_rot) {
+        if (options.rotations.chunk > 0) return options.rotations.chunk;
+        if (tuner.edges < 0 || n_edges > 2 * tuner.edges || 2 * n_edges < tuner.edges) {
+            tuner = ChunkTuner();
+            tuner.edges = n_edges;
+        }
+        const int64_t cap = std::max<int64_t>(1, std::min<int64_t>(n_rot, MAX_BATCH_EDGES / std::max<int64_t>(1, n_edges)));
+        return std::min(cap, tuner.best > 0 ? tuner.best : tuner.trying);
+    }
+
+    void record_chunk_time(int64_t chunk, int64_t n_rot, double seconds) {
+        if (options.rotations.chunk > 0 || tuner.best > 0) return;
+        double per_rotation = seconds / static_cast<double>(n_rot);
+        if (per_rotation < tuner.best_time) {
+            tuner.best_time = per_rotation;
+            if (chunk >= n_rot || 2 * chunk > MAX_BATCH_EDGES / std::max<int64_t>(1, tuner.edges)) {
+                tuner.best = chunk;
+            } else {
+                tuner.trying = 2 * chunk;
+            }
+        } else {
+            tuner.best = chunk / 2 > 0 ? chunk / 2 : 1;  // the previous size was faster
+        }
     }
 
     Results evaluate(const Graph& g, const Request& request) {
@@ -195,7 +227,8 @@ struct Model::Impl {
         double weighted_force_square = 0.0;  // sum_k w_k |F_k - F_ref|^2 (atoms, components)
         torch::Tensor reference_forces;
         res.diagnostics.rotation_energies.resize(n_rot);
-        const int64_t chunk = ro.chunk > 0 ? ro.chunk : auto_chunk(n_edges, n_rot);
+        const int64_t chunk = n_rot > 1 ? choose_chunk(n_edges, n_rot) : 1;
+        const auto started = std::chrono::steady_clock::now();
         for (int64_t k0 = 0; k0 < n_rot; k0 += chunk) {
             const int64_t c = std::min(chunk, n_rot - k0);
             torch::Tensor R = matrices.narrow(0, k0, c);
@@ -271,6 +304,10 @@ struct Model::Impl {
             }
         }
         if (need_grad) forces_and_virials(g, lab_grad, request, res);
+        if (n_rot > 1) {
+            std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+            record_chunk_time(chunk, n_rot, took.count());
+        }
         return res;
     }
 
@@ -322,6 +359,9 @@ const ModelOptions& Model::options() const { return impl_->options; }
 const std::string& Model::path() const { return impl_->path; }
 uint64_t Model::rotation_step() const { return impl_->rotation_step; }
 void Model::set_rotation_step(uint64_t step) { impl_->rotation_step = step; }
+int64_t Model::rotation_chunk() const {
+    return impl_->options.rotations.chunk > 0 ? impl_->options.rotations.chunk : impl_->tuner.best;
+}
 const NeighborList& Model::last_neighbors() const {
     return impl_->verlet.current();
 }

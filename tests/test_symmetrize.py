@@ -248,6 +248,12 @@ def test_chunk_size_does_not_change_results(reference_path, box):
     path = reference_path("water-orientation")
     results = [compute(symprobe.load_model(path, rotations="grid 3", inversion=True, chunk=c), box)
                for c in (0, 1, 7, 150)]
+    # the automatic choice tunes itself over the first evaluations, within 1..G
+    auto = symprobe.load_model(path, rotations="grid 3", inversion=True)
+    assert auto.chunk == 0
+    for _ in range(10):
+        results.append(compute(auto, box))
+    assert 1 <= auto.chunk <= 150
     for r in results[1:]:
         assert r["energy"] == pytest.approx(results[0]["energy"], rel=1e-13)
         np.testing.assert_allclose(r["forces"], results[0]["forces"], atol=1e-12)

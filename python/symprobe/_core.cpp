@@ -190,6 +190,7 @@ PYBIND11_MODULE(_core, m) {
              py::arg("randomize") = false, py::arg("seed") = 0, py::arg("chunk") = 0)
         .def_property("rotation_step", &symprobe::Model::rotation_step,
                       &symprobe::Model::set_rotation_step)
+        .def_property_readonly("chunk", &symprobe::Model::rotation_chunk)
         .def_property_readonly("rotations", [](const symprobe::Model& m) {
             return m.options().rotations.describe();
         })

@@ -227,6 +227,9 @@ public:
     // Evaluation counter of the random rotation stream: part of the state an MD restart saves.
     uint64_t rotation_step() const;
     void set_rotation_step(uint64_t step);
+    // Rotations per batched model call: the user's chunk, else the automatic choice once its
+    // first evaluations have tuned it (0 before).
+    int64_t rotation_chunk() const;
 
 private:
     struct Impl;
