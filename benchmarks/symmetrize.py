@@ -64,6 +64,8 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="reference model only")
+    p.add_argument("--pet-chunks", default="1,2,4",
+                   help="chunk sizes for the PET-size model (each copy needs ~1.5 GB)")
     args = p.parse_args()
     if args.child:
         child(args)
@@ -82,7 +84,9 @@ def main():
             row = {"model": label, "atoms": 192 * rep ** 3, "grid": args.rotations,
                    "inversion": args.inversion, "rotations": G, "plain_s": plain["seconds"],
                    "plain_peak_rss_mb": plain["peak_rss_mb"], "chunks": {}}
-            for chunk in sorted({1, 2, 4, 9, 18, G, 0}):
+            chunks = ({int(c) for c in args.pet_chunks.split(",")} | {0} if label == "PET-size"
+                      else {1, 2, 4, 9, 18, G, 0})
+            for chunk in sorted(chunks):
                 r = run(path, rep, args.rotations, args.inversion, chunk, args.threads,
                         max(1, repeats // 3))
                 row["chunks"]["auto" if chunk == 0 else str(chunk)] = {
@@ -90,6 +94,7 @@ def main():
                     "peak_rss_mb": r["peak_rss_mb"], "chunk_used": r["chunk"]}
                 print(label, row["atoms"], "chunk", chunk or "auto", row["chunks"]["auto" if chunk == 0 else str(chunk)], flush=True)
             rows.append(row)
+            write_json("symmetrize", {"benchmark": "symmetrize", "threads": args.threads, "rows": rows})
     path = write_json("symmetrize", {"benchmark": "symmetrize", "threads": args.threads, "rows": rows})
     print(f"\nwrote {path}\n")
     print("| model | atoms | G | plain (ms) | chunk | grid (ms) | grid / (G x plain) | peak RSS (MB) |")
