@@ -27,6 +27,19 @@ def test_md_command_writes_trajectory_and_never_overwrites(tmp_path):
     assert np.isfinite(frames[-1].get_potential_energy())
 
 
+def test_md_command_with_rotations(tmp_path):
+    cmd = [sys.executable, "-m", "symprobe.cli", "md", "--steps", "4", "--interval", "2",
+           "--molecules", "4", "--model", "water-orientation", "--rotations", "grid", "2",
+           "--inversion", "--output", str(tmp_path / "rot.xyz")]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "rotations grid 2, inversion" in run.stdout and "dE_rot=" in run.stdout
+    bad = subprocess.run(cmd[:-2] + ["--rotations", "grid", "x"], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert bad.returncode == 2 and "order must be a positive integer" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 def test_md_command_rejects_bad_arguments(tmp_path):
     run = subprocess.run([sys.executable, "-m", "symprobe.cli", "md", "--timestep", "-1"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)

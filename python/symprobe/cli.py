@@ -35,7 +35,9 @@ def md(args) -> int:
     else:
         atoms = water_box(args.molecules, seed=args.seed)
         source = f"generated box of {args.molecules} water molecules"
-    atoms.calc = Calculator(args.model, threads=args.threads, skin=args.skin)
+    atoms.calc = Calculator(args.model, threads=args.threads, skin=args.skin,
+                            rotations=" ".join(args.rotations), inversion=args.inversion,
+                            randomize=args.randomize, seed=args.seed, chunk=args.chunk)
     # thermalize_momenta replaces MaxwellBoltzmannDistribution from ASE 3.28 on
     thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
     thermalize(atoms, temperature_K=args.temperature, rng=np.random.default_rng(args.seed))
@@ -47,16 +49,20 @@ def md(args) -> int:
     else:
         dyn = VelocityVerlet(atoms, args.timestep * units.fs)
     output = _free_path(args.output)
-    print(f"symprobe md: {source}, {len(atoms)} atoms, model {atoms.calc.model.path}")
+    print(f"symprobe md: {source}, {len(atoms)} atoms, model {atoms.calc.model.path}, "
+          f"rotations {atoms.calc.model.rotations}")
     print(f"  {args.steps} steps of {args.timestep} fs, {args.thermostat} at {args.temperature} K;"
           f" trajectory -> {output} every {args.interval} steps")
 
     def report(step):
         epot = atoms.get_potential_energy()
         ekin = atoms.get_kinetic_energy()
+        torque = np.linalg.norm(atoms.calc.results["net_torque"])
+        spread = (f"  dE_rot={1e3 * atoms.calc.results['energy_spread']:.2f} meV"
+                  if len(atoms.calc.results["rotation_energies"]) > 1 else "")
         bar.write(f"step {step:7d}  t={step * args.timestep / 1000:8.3f} ps  "
                   f"Epot={epot:12.4f} eV  Etot={epot + ekin:12.4f} eV  "
-                  f"T={atoms.get_temperature():7.1f} K")
+                  f"T={atoms.get_temperature():7.1f} K  |torque|={torque:.3e} eV{spread}")
         ase.io.write(output, atoms, format="extxyz", append=True)
 
     with tqdm(total=args.steps, unit="step", file=sys.stdout, dynamic_ncols=True) as bar:
@@ -91,6 +97,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="0 = torch default")
     p.add_argument("--skin", type=float, default=0.5, help="Verlet skin, A")
+    p.add_argument("--rotations", nargs="+", default=["none"], metavar="MODE",
+                   help="none | random | grid L | lebedev L (docs/symmetrization.md)")
+    p.add_argument("--inversion", action="store_true", help="add improper rotations")
+    p.add_argument("--randomize", action="store_true", help="random orientation of the grid per step")
+    p.add_argument("--chunk", type=int, default=0, help="rotations per model call (0 = auto)")
     t = sub.add_parser("train", help="train a PET-style model (TOML config; resumes from its checkpoint)")
     t.add_argument("config", help="TOML file, e.g. examples/train-water.toml")
     t.add_argument("--max-epochs", type=int, default=None,
@@ -98,13 +109,21 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "train":
         from .train import train
-        result = train(args.config, max_epochs=args.max_epochs)
+        try:
+            result = train(args.config, max_epochs=args.max_epochs)
+        except (ValueError, OSError) as error:
+            print(f"symprobe train: error: {error}", file=sys.stderr)
+            return 2
         if result.get("status") == "incomplete":
             print(f"stopped at epoch {result['epoch']}/{result['epochs']}; run again to resume")
         return 0
     if args.steps < 0 or args.interval < 1 or args.timestep <= 0:
         parser.error("--steps must be >= 0, --interval >= 1 and --timestep > 0")
-    return md(args)
+    try:
+        return md(args)
+    except (ValueError, OSError, RuntimeError) as error:  # bad input: a message, no traceback
+        print(f"symprobe md: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
