@@ -3,8 +3,11 @@
 // arrays, strings with escapes, numbers, true/false/null): enough for the metadata schema.
 #include "symprobe/symprobe.hpp"
 
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <locale>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -92,7 +95,15 @@ private:
                 case 't': out += '\t'; break;
                 case 'u': {
                     if (pos_ + 4 > s_.size()) fail("bad \\u escape");
-                    unsigned code = std::stoul(s_.substr(pos_, 4), nullptr, 16);
+                    unsigned code = 0;
+                    for (size_t k = 0; k < 4; ++k) {
+                        char h = s_[pos_ + k];
+                        int digit = std::isdigit(static_cast<unsigned char>(h)) ? h - '0'
+                                    : (h >= 'a' && h <= 'f') ? h - 'a' + 10
+                                    : (h >= 'A' && h <= 'F') ? h - 'A' + 10 : -1;
+                        if (digit < 0) fail("bad \\u escape");
+                        code = 16 * code + static_cast<unsigned>(digit);
+                    }
                     pos_ += 4;
                     // UTF-8 encode (basic multilingual plane; metadata is ASCII in practice)
                     if (code < 0x80) {
@@ -148,12 +159,17 @@ private:
         } else if (literal("null")) {
             v.type = Json::Null;
         } else {
-            const char* begin = s_.c_str() + pos_;
-            char* end = nullptr;
-            v.number = std::strtod(begin, &end);
-            if (end == begin) fail("unexpected character");
+            // locale-independent: a comma-decimal LC_NUMERIC must not change "4.5"
+            size_t end = pos_;
+            while (end < s_.size() && s_[end] != '\0' &&
+                   std::strchr("+-0123456789.eE", s_[end]) != nullptr) {
+                end++;
+            }
+            std::istringstream in(s_.substr(pos_, end - pos_));
+            in.imbue(std::locale::classic());
+            if (end == pos_ || !(in >> v.number) || !in.eof()) fail("unexpected character");
             v.type = Json::Number;
-            pos_ += static_cast<size_t>(end - begin);
+            pos_ = end;
         }
         return v;
     }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <mutex>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -46,6 +47,7 @@ struct Model::Impl {
     VerletList verlet;
     std::vector<bool> allowed;  // allowed[Z]
     uint64_t rotation_step = 0;  // evaluations done in a random rotation mode
+    std::mutex mutex;            // a Model has state (Verlet list, random stream, tuner)
 
     Impl(const std::string& path_, const ModelOptions& options_)
         : path(path_), options(options_), verlet(1.0, 0.0, 1) {
@@ -163,9 +165,16 @@ struct Model::Impl {
         int64_t edges = -1;       // system size the tuning is for
         int64_t best = 0;         // 0 while tuning
         double best_time = INFINITY;
+        int64_t best_chunk = 1;   // fastest size measured so far
         int64_t trying = 1;
+        bool warm = false;        // the first evaluation (TorchScript warm-up) is not timed
     } tuner;
+    int64_t last_chunk = 0;       // chunk size of the last evaluation
     static constexpr int64_t MAX_BATCH_EDGES = 1 << 23;  // memory bound of the automatic choice
+
+    int64_t chunk_cap(int64_t n_edges, int64_t n_rot) const {
+        return std::max<int64_t>(1, std::min<int64_t>(n_rot, MAX_BATCH_EDGES / std::max<int64_t>(1, n_edges)));
+    }
 
     int64_t choose_chunk(int64_t n_edges, int64_t n_rot) {
         if (options.rotations.chunk > 0) return options.rotations.chunk;
@@ -173,28 +182,42 @@ struct Model::Impl {
             tuner = ChunkTuner();
             tuner.edges = n_edges;
         }
-        const int64_t cap = std::max<int64_t>(1, std::min<int64_t>(n_rot, MAX_BATCH_EDGES / std::max<int64_t>(1, n_edges)));
-        return std::min(cap, tuner.best > 0 ? tuner.best : tuner.trying);
+        return std::min(chunk_cap(n_edges, n_rot), tuner.best > 0 ? tuner.best : tuner.trying);
     }
 
-    void record_chunk_time(int64_t chunk, int64_t n_rot, double seconds) {
+    void record_chunk_time(int64_t chunk, int64_t n_edges, int64_t n_rot, double seconds) {
         if (options.rotations.chunk > 0 || tuner.best > 0) return;
+        if (!tuner.warm) {
+            tuner.warm = true;
+            return;
+        }
         double per_rotation = seconds / static_cast<double>(n_rot);
         if (per_rotation < tuner.best_time) {
             tuner.best_time = per_rotation;
-            if (chunk >= n_rot || 2 * chunk > MAX_BATCH_EDGES / std::max<int64_t>(1, tuner.edges)) {
+            tuner.best_chunk = chunk;
+            if (chunk >= chunk_cap(n_edges, n_rot)) {
                 tuner.best = chunk;
             } else {
-                tuner.trying = 2 * chunk;
+                tuner.trying = std::min(2 * chunk, chunk_cap(n_edges, n_rot));
             }
         } else {
-            tuner.best = chunk / 2 > 0 ? chunk / 2 : 1;  // the previous size was faster
+            tuner.best = tuner.best_chunk;  // the last size measured faster
         }
     }
 
-    Results evaluate(const Graph& g, const Request& request) {
+    // One structure inside a batched graph: its nodes, the first n_energy of which carry
+    // energy, and its edges (indices are global to the graph).
+    struct Part {
+        int64_t node_begin, n_nodes, n_energy, edge_begin, n_edges;
+    };
+
+    // Evaluates a graph made of independent parts (structures) with the rotation set of this
+    // evaluation: per part, energy, forces, virial and diagnostics.
+    std::vector<Results> evaluate(const Graph& g, const std::vector<Part>& parts, const Request& request) {
+        c10::InferenceMode no_inference(false);  // forces need autograd, even if the caller is in inference mode
         torch::AutoGradMode grad_mode(true);
         const int64_t n = g.n_nodes, n_edges = g.n_edges;
+        const int64_t n_parts = static_cast<int64_t>(parts.size());
         const bool need_grad = request.forces || request.virial || request.atomic_virials;
         auto i64 = torch::TensorOptions().dtype(torch::kInt64);
         auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
@@ -202,17 +225,16 @@ struct Model::Impl {
         auto sp = species.accessor<int64_t, 1>();
         for (int64_t i = 0; i < n; ++i) sp[i] = g.numbers[i];
         species = species.to(device);
-        // from_blob does not own the memory: every use below copies
-        torch::Tensor centers = torch::from_blob(const_cast<int64_t*>(g.centers), {n_edges}, i64)
-                                    .to(device, torch::kInt64, false, true);
-        torch::Tensor neighbors = torch::from_blob(const_cast<int64_t*>(g.neighbors), {n_edges}, i64)
-                                      .to(device, torch::kInt64, false, true);
+        // from_blob does not own the memory: the device copies below do
+        torch::Tensor cpu_centers = torch::from_blob(const_cast<int64_t*>(g.centers), {n_edges}, i64);
+        torch::Tensor cpu_neighbors = torch::from_blob(const_cast<int64_t*>(g.neighbors), {n_edges}, i64);
+        torch::Tensor centers = cpu_centers.to(device, torch::kInt64, false, true);
+        torch::Tensor neighbors = cpu_neighbors.to(device, torch::kInt64, false, true);
         torch::Tensor lab = torch::from_blob(const_cast<double*>(g.vectors), {n_edges, 3}, f64);
 
         const RotationOptions& ro = options.rotations;
         const bool random = ro.mode == RotationOptions::Random || ro.randomize;
         RotationSet rotations = rotation_set(ro, rotation_step);
-        if (random) rotation_step++;
         const int64_t n_rot = static_cast<int64_t>(rotations.size());
         double weight_sum = 0.0;
         for (double w : rotations.weights) weight_sum += w;
@@ -220,14 +242,15 @@ struct Model::Impl {
         torch::Tensor weights = torch::from_blob(rotations.weights.data(), {n_rot}, f64).clone() / weight_sum;
         const bool plain = ro.mode == RotationOptions::None;
 
-        Results res;
+        std::vector<Results> results(n_parts);
+        torch::Tensor copy_energies = torch::zeros({n_rot, n_parts}, f64);  // E of copy k, part p
         std::vector<double> lab_grad(3 * n_edges, 0.0);  // dE_sym/dr_e in the lab frame
         torch::Tensor atom_energies = torch::zeros({n}, f64);
         torch::Tensor mean_forces = torch::zeros({n, 3}, f64);
-        double weighted_force_square = 0.0;  // sum_k w_k |F_k - F_ref|^2 (atoms, components)
+        torch::Tensor force_square = torch::zeros({n}, f64);  // sum_k w_k |F_k - F_ref|^2 per atom
         torch::Tensor reference_forces;
-        res.diagnostics.rotation_energies.resize(n_rot);
         const int64_t chunk = n_rot > 1 ? choose_chunk(n_edges, n_rot) : 1;
+        last_chunk = chunk;
         const auto started = std::chrono::steady_clock::now();
         for (int64_t k0 = 0; k0 < n_rot; k0 += chunk) {
             const int64_t c = std::min(chunk, n_rot - k0);
@@ -244,18 +267,17 @@ struct Model::Impl {
             torch::Tensor energies = run_model(batch_species, batch_centers, batch_neighbors, input);
             // per-copy energies summed in float64: float32 models carry large element baselines
             torch::Tensor per_atom = energies.view({c, n}).to(torch::kFloat64);
-            torch::Tensor per_copy = per_atom.narrow(1, 0, g.n_energy_nodes).sum(1);
-            torch::Tensor total = (per_copy * w.to(device)).sum();
-            torch::Tensor per_copy_cpu = per_copy.detach().cpu();
-            for (int64_t k = 0; k < c; ++k) {
-                res.diagnostics.rotation_energies[k0 + k] = per_copy_cpu[k].item<double>();
-            }
+            std::vector<torch::Tensor> per_part;
+            for (const Part& p : parts) per_part.push_back(per_atom.narrow(1, p.node_begin, p.n_energy).sum(1));
+            torch::Tensor per_copy = torch::stack(per_part, 1);  // [c, parts]
+            torch::Tensor total = (per_copy * w.to(device).unsqueeze(1)).sum();
+            copy_energies.narrow(0, k0, c).copy_(per_copy.detach().cpu());
             if (request.energies) {
                 atom_energies += (per_atom.detach().cpu() * w.unsqueeze(1)).sum(0);
             }
             if (!need_grad) continue;
             torch::Tensor grad = gradient(total, input);
-            if (!grad.defined()) continue;
+            if (!grad.defined()) grad = torch::zeros_like(input);  // no edges, or E independent of them
             // back to the lab frame (row form: g_lab = g_rot R), still weighted by w_k
             torch::Tensor back = grad.to(torch::kCPU, torch::kFloat64).view({c, n_edges, 3});
             if (!plain) back = torch::matmul(back, R);
@@ -264,8 +286,6 @@ struct Model::Impl {
             for (int64_t e = 0; e < 3 * n_edges; ++e) lab_grad[e] += gs[e];
             if (n_rot > 1) {
                 // per-rotation forces for the spread diagnostic
-                torch::Tensor cpu_centers = torch::from_blob(const_cast<int64_t*>(g.centers), {n_edges}, i64);
-                torch::Tensor cpu_neighbors = torch::from_blob(const_cast<int64_t*>(g.neighbors), {n_edges}, i64);
                 torch::Tensor forces = torch::zeros({c, n, 3}, f64);
                 forces.index_add_(1, cpu_centers, back).index_add_(1, cpu_neighbors, -back);
                 mean_forces += forces.sum(0);
@@ -273,54 +293,57 @@ struct Model::Impl {
                 // is tiny compared with the forces
                 torch::Tensor unweighted = forces / w.view({c, 1, 1});
                 if (k0 == 0) reference_forces = unweighted[0].clone();
-                weighted_force_square +=
-                    ((unweighted - reference_forces).pow(2).sum({1, 2}) * w).sum().item<double>();
+                force_square += ((unweighted - reference_forces).pow(2).sum(2) * w.unsqueeze(1)).sum(0);
             }
         }
 
-        for (int64_t k = 0; k < n_rot; ++k) {
-            res.energy += weights[k].item<double>() * res.diagnostics.rotation_energies[k];
-        }
-        if (!std::isfinite(res.energy)) {
-            throw Error(Error::ModelFailure, path + ": the model returned a non-finite energy");
-        }
-        if (request.energies) {
-            res.energies.assign(atom_energies.data_ptr<double>(), atom_energies.data_ptr<double>() + n);
-        }
-        if (n_rot > 1) {
-            double lo = INFINITY, hi = -INFINITY, var = 0.0;
-            for (int64_t k = 0; k < n_rot; ++k) {
-                double e = res.diagnostics.rotation_energies[k];
-                lo = std::min(lo, e);
-                hi = std::max(hi, e);
-                var += weights[k].item<double>() * (e - res.energy) * (e - res.energy);
+        torch::Tensor energy = (copy_energies * weights.unsqueeze(1)).sum(0);  // [parts]
+        for (int64_t p = 0; p < n_parts; ++p) {
+            Results& res = results[p];
+            const Part& part = parts[p];
+            res.energy = energy[p].item<double>();
+            if (!std::isfinite(res.energy)) {
+                throw Error(Error::ModelFailure, path + ": the model returned a non-finite energy");
             }
-            res.diagnostics.energy_spread = hi - lo;
-            res.diagnostics.energy_std = std::sqrt(var);
-            if (need_grad) {
-                double mean_square = (mean_forces - reference_forces).pow(2).sum().item<double>();
-                res.diagnostics.forces_rms_spread =
-                    std::sqrt(std::max(0.0, weighted_force_square - mean_square) / (3.0 * n));
+            torch::Tensor e_rot = copy_energies.select(1, p).contiguous();
+            res.diagnostics.rotation_energies.assign(e_rot.data_ptr<double>(), e_rot.data_ptr<double>() + n_rot);
+            if (request.energies) {
+                const double* ae = atom_energies.data_ptr<double>() + part.node_begin;
+                res.energies.assign(ae, ae + part.n_nodes);
             }
+            if (n_rot > 1) {
+                res.diagnostics.energy_spread = (e_rot.max() - e_rot.min()).item<double>();
+                res.diagnostics.energy_std =
+                    std::sqrt((weights * (e_rot - res.energy).pow(2)).sum().item<double>());
+                if (need_grad) {
+                    // over the energy nodes: LAMMPS ghosts carry partial forces
+                    const int64_t m = std::max<int64_t>(1, part.n_energy);
+                    torch::Tensor dev = (mean_forces - reference_forces).narrow(0, part.node_begin, part.n_energy);
+                    double spread = force_square.narrow(0, part.node_begin, part.n_energy).sum().item<double>() -
+                                    dev.pow(2).sum().item<double>();
+                    res.diagnostics.forces_rms_spread = std::sqrt(std::max(0.0, spread) / (3.0 * m));
+                }
+            }
+            if (need_grad) forces_and_virials(g, part, lab_grad, request, res);
         }
-        if (need_grad) forces_and_virials(g, lab_grad, request, res);
         if (n_rot > 1) {
             std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
-            record_chunk_time(chunk, n_rot, took.count());
+            record_chunk_time(chunk, n_edges, n_rot, took.count());
         }
-        return res;
+        if (random) rotation_step++;  // only successful evaluations advance the stream
+        return results;
     }
 
-    // Forces, virial and per-atom virials from the lab-frame edge gradient:
+    // Forces, virial and per-atom virials of one part from the lab-frame edge gradient:
     // r_e = x_j - x_i + S.cell, so dE/dx_i = -sum g_e (i centre) + sum g_e (i neighbour).
-    void forces_and_virials(const Graph& g, const std::vector<double>& grad, const Request& request,
-                            Results& res) {
-        const int64_t n = g.n_nodes;
+    void forces_and_virials(const Graph& g, const Part& part, const std::vector<double>& grad,
+                            const Request& request, Results& res) {
+        const int64_t n = part.n_nodes, first = part.node_begin;
         std::vector<double> forces(3 * n, 0.0);
-        for (int64_t e = 0; e < g.n_edges; ++e) {
+        for (int64_t e = part.edge_begin; e < part.edge_begin + part.n_edges; ++e) {
             for (int c = 0; c < 3; ++c) {
-                forces[3 * g.centers[e] + c] += grad[3 * e + c];
-                forces[3 * g.neighbors[e] + c] -= grad[3 * e + c];
+                forces[3 * (g.centers[e] - first) + c] += grad[3 * e + c];
+                forces[3 * (g.neighbors[e] - first) + c] -= grad[3 * e + c];
             }
         }
         for (int64_t i = 0; i < 3 * n; ++i) {
@@ -330,14 +353,14 @@ struct Model::Impl {
             res.diagnostics.net_force[i % 3] += forces[i];
         }
         if (request.atomic_virials) res.atomic_virials.assign(9 * n, 0.0);
-        for (int64_t e = 0; e < g.n_edges; ++e) {
+        for (int64_t e = part.edge_begin; e < part.edge_begin + part.n_edges; ++e) {
             for (int a = 0; a < 3; ++a) {
                 for (int b = 0; b < 3; ++b) {
                     double w = -g.vectors[3 * e + a] * grad[3 * e + b];
                     res.virial[3 * a + b] += w;
                     if (request.atomic_virials) {
-                        res.atomic_virials[9 * g.centers[e] + 3 * a + b] += 0.5 * w;
-                        res.atomic_virials[9 * g.neighbors[e] + 3 * a + b] += 0.5 * w;
+                        res.atomic_virials[9 * (g.centers[e] - first) + 3 * a + b] += 0.5 * w;
+                        res.atomic_virials[9 * (g.neighbors[e] - first) + 3 * a + b] += 0.5 * w;
                     }
                 }
             }
@@ -345,6 +368,10 @@ struct Model::Impl {
         const auto& W = res.virial;
         res.diagnostics.net_torque = {W[5] - W[7], W[6] - W[2], W[1] - W[3]};
         if (request.forces) res.forces = std::move(forces);
+    }
+
+    Results evaluate_one(const Graph& g, const Request& request) {
+        return std::move(evaluate(g, {Part{0, g.n_nodes, g.n_energy_nodes, 0, g.n_edges}}, request)[0]);
     }
 };
 
@@ -358,9 +385,13 @@ const ModelMetadata& Model::metadata() const { return impl_->metadata; }
 const ModelOptions& Model::options() const { return impl_->options; }
 const std::string& Model::path() const { return impl_->path; }
 uint64_t Model::rotation_step() const { return impl_->rotation_step; }
-void Model::set_rotation_step(uint64_t step) { impl_->rotation_step = step; }
+void Model::set_rotation_step(uint64_t step) {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->rotation_step = step;
+}
 int64_t Model::rotation_chunk() const {
-    return impl_->options.rotations.chunk > 0 ? impl_->options.rotations.chunk : impl_->tuner.best;
+    if (impl_->options.rotations.chunk > 0) return impl_->options.rotations.chunk;
+    return impl_->tuner.best > 0 ? impl_->last_chunk : 0;
 }
 const NeighborList& Model::last_neighbors() const {
     return impl_->verlet.current();
@@ -368,6 +399,7 @@ const NeighborList& Model::last_neighbors() const {
 
 Results Model::compute(const double* positions, const int32_t* numbers, int64_t n_atoms,
                        const double* cell, const bool* pbc, const Request& request) {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
     if (n_atoms <= 0) throw Error(Error::InvalidInput, "empty system: no atoms to evaluate");
     impl_->check_numbers(numbers, n_atoms);
     const NeighborList& nl = impl_->verlet.update(positions, n_atoms, cell, pbc);
@@ -379,10 +411,51 @@ Results Model::compute(const double* positions, const int32_t* numbers, int64_t 
     g.neighbors = nl.neighbors.data();
     g.vectors = nl.vectors.data();
     g.n_edges = static_cast<int64_t>(nl.size());
-    return impl_->evaluate(g, request);
+    return impl_->evaluate_one(g, request);
+}
+
+std::vector<Results> Model::compute_batch(const std::vector<System>& systems, const Request& request) {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    if (systems.empty()) throw Error(Error::InvalidInput, "empty batch: no structures to evaluate");
+    // one graph made of every structure's neighbour list: one model call per rotation chunk
+    std::vector<int32_t> numbers;
+    std::vector<int64_t> centers, neighbors;
+    std::vector<double> vectors;
+    std::vector<Impl::Part> parts;
+    NeighborOptions options;
+    options.cutoff = impl_->metadata.cutoff;
+    options.threads = std::max(1, impl_->options.threads);
+    NeighborList nl;
+    for (size_t s = 0; s < systems.size(); ++s) {
+        const System& sys = systems[s];
+        if (sys.n_atoms <= 0) {
+            throw Error(Error::InvalidInput, "structure " + std::to_string(s) + " of the batch is empty");
+        }
+        impl_->check_numbers(sys.numbers, sys.n_atoms);
+        compute_neighbors(sys.positions, sys.n_atoms, sys.cell, sys.pbc, options, nl);
+        const int64_t offset = static_cast<int64_t>(numbers.size());
+        parts.push_back({offset, sys.n_atoms, sys.n_atoms, static_cast<int64_t>(centers.size()),
+                         static_cast<int64_t>(nl.size())});
+        numbers.insert(numbers.end(), sys.numbers, sys.numbers + sys.n_atoms);
+        for (size_t e = 0; e < nl.size(); ++e) {
+            centers.push_back(nl.centers[e] + offset);
+            neighbors.push_back(nl.neighbors[e] + offset);
+        }
+        vectors.insert(vectors.end(), nl.vectors.begin(), nl.vectors.end());
+    }
+    Graph g;
+    g.numbers = numbers.data();
+    g.n_nodes = static_cast<int64_t>(numbers.size());
+    g.n_energy_nodes = g.n_nodes;
+    g.centers = centers.data();
+    g.neighbors = neighbors.data();
+    g.vectors = vectors.data();
+    g.n_edges = static_cast<int64_t>(centers.size());
+    return impl_->evaluate(g, parts, request);
 }
 
 Results Model::compute_graph(const Graph& g, const Request& request) {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
     if (g.n_nodes <= 0) throw Error(Error::InvalidInput, "empty graph: no atoms to evaluate");
     if (g.n_energy_nodes < 0 || g.n_energy_nodes > g.n_nodes) {
         throw Error(Error::InvalidInput, "n_energy_nodes must lie in [0, n_nodes]");
@@ -405,7 +478,7 @@ Results Model::compute_graph(const Graph& g, const Request& request) {
             }
         }
     }
-    return impl_->evaluate(g, request);
+    return impl_->evaluate_one(g, request);
 }
 
 }  // namespace symprobe

@@ -391,6 +391,7 @@ const NeighborList& VerletList::update(const double* positions, int64_t n_atoms,
     }
     if (rebuilt) *rebuilt = !reuse;
     if (!reuse) {
+        built_positions_.clear();  // a failed build must not leave a list to re-use
         NeighborOptions options;
         options.cutoff = cutoff_ + skin_;
         options.threads = threads_;

@@ -115,7 +115,7 @@ RotationOptions RotationOptions::parse(const std::string& spec) {
     }
     char* end = nullptr;
     long order = std::strtol(tokens[1].c_str(), &end, 10);
-    if (*end != '\0' || order < 1) {
+    if (*end != '\0' || order < 1 || order > 100000) {
         throw Error(Error::InvalidInput,
                     "rotations '" + spec + "': the order must be a positive integer");
     }
@@ -127,6 +127,9 @@ RotationOptions RotationOptions::parse(const std::string& spec) {
 
 void RotationOptions::validate() const {
     if (chunk < 0) throw Error(Error::InvalidInput, "chunk must be >= 0 (0 = automatic)");
+    if (inversion && mode == None) {
+        throw Error(Error::InvalidInput, "inversion needs rotations 'random', 'grid L' or 'lebedev L'");
+    }
     if (randomize && mode != Grid && mode != Lebedev) {
         throw Error(Error::InvalidInput, "randomize applies to 'grid L' and 'lebedev L' rotations only");
     }

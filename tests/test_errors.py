@@ -167,3 +167,36 @@ def test_export_never_overwrites(tmp_path):
     assert path.read_text() == "precious user data"
     with pytest.raises(ValueError, match="unknown chemical element symbol 'Qq'"):
         symprobe.export_model(Raising(), tmp_path / "q.pt", cutoff=3.0, elements=["Qq"])
+
+
+def test_failed_rebuild_leaves_no_stale_verlet_list(reference_path, atoms):
+    model = symprobe.load_model(reference_path(), skin=0.5)
+    good = model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)["energy"]
+    bad = atoms.positions.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="not finite"):
+        model.compute(bad, atoms.numbers, atoms.cell.array, True)
+    again = model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)["energy"]
+    assert again == pytest.approx(good, rel=1e-13)
+
+
+def test_out_of_range_atomic_numbers_are_not_wrapped(invariant_model, atoms):
+    numbers = atoms.numbers.astype(np.int64)
+    numbers[0] = 2**32 + 8
+    with pytest.raises(ValueError, match="atom 0 is atomic number"):
+        invariant_model.compute(atoms.positions, numbers, atoms.cell.array, True)
+
+
+def test_compute_inside_inference_mode(invariant_model, atoms):
+    ref = invariant_model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+    with torch.inference_mode():
+        got = invariant_model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+    np.testing.assert_allclose(got["forces"], ref["forces"], atol=1e-12)
+
+
+def test_failed_evaluation_does_not_advance_the_random_stream(tmp_path, atoms):
+    path = symprobe.export_model(Raising(), tmp_path / "toy.pt", cutoff=3.0, elements=["H", "O"])
+    model = symprobe.load_model(path, rotations="random", seed=1)
+    with pytest.raises(symprobe.ModelError):
+        model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+    assert model.rotation_step == 0

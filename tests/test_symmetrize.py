@@ -282,3 +282,42 @@ def test_calculator_exposes_diagnostics(reference_path, box):
     atoms.get_potential_energy()
     assert atoms.calc.results["rotation_energies"].shape == (36,)
     assert atoms.calc.results["energy_spread"] > 0.1
+
+
+@pytest.mark.parametrize("options", [dict(), dict(rotations="grid 2", inversion=True)])
+def test_batch_equals_separate_evaluations(reference_path, options):
+    """Several structures (beads) in one call give the results of separate calls, diagnostics
+    included."""
+    path = reference_path("water-orientation")
+    structures = [water_box(8, seed=s) for s in (1, 2, 3)]
+    structures[1].positions += np.random.default_rng(0).normal(0, 0.05, (24, 3))
+    batch = symprobe.load_model(path, **options).compute_batch(
+        [a.positions for a in structures], structures[0].numbers,
+        [a.cell.array for a in structures], True, energies=True, atomic_virials=True)
+    for atoms, got in zip(structures, batch):
+        ref = compute(symprobe.load_model(path, **options), atoms, energies=True, atomic_virials=True)
+        for key in ("energy", "energy_spread", "energy_std", "forces_rms_spread"):
+            assert got[key] == pytest.approx(ref[key], rel=1e-10, abs=1e-12), key
+        for key in ("forces", "virial", "energies", "atomic_virials", "rotation_energies", "net_torque"):
+            np.testing.assert_allclose(got[key], ref[key], rtol=1e-10, atol=1e-10, err_msg=key)
+
+
+def test_rotations_of_a_system_without_edges(reference_path):
+    model = symprobe.load_model(reference_path("water-orientation"), rotations="grid 2", inversion=True)
+    res = model.compute([[0.0, 0.0, 0.0]], [8], None, False)
+    assert np.isfinite(res["energy"]) and np.all(res["forces"] == 0.0)
+    assert res["forces_rms_spread"] == 0.0
+
+
+def test_inversion_needs_rotations(reference_path):
+    with pytest.raises(ValueError, match="inversion needs rotations"):
+        symprobe.load_model(reference_path("water-orientation"), inversion=True)
+
+
+def test_ase_properties_come_from_one_random_draw(reference_path, box):
+    atoms = box.copy()
+    atoms.calc = symprobe.Calculator(reference_path("water-orientation"), rotations="random", seed=3)
+    energy = atoms.get_potential_energy()
+    atoms.get_forces()
+    assert atoms.get_potential_energies().sum() == pytest.approx(energy, rel=1e-12)
+    assert atoms.calc.model.rotation_step == 1

@@ -99,7 +99,12 @@ std::vector<int32_t> atomic_numbers(const py::object& numbers, py::ssize_t n) {
     auto z = Ints::ensure(numbers);
     if (!z) throw py::value_error("numbers must be an array of atomic numbers");
     check_shape(z, "numbers", n, -1);
-    std::vector<int32_t> out(z.data(), z.data() + z.size());
+    std::vector<int32_t> out(z.size());
+    for (py::ssize_t i = 0; i < z.size(); ++i) {
+        int64_t v = z.data()[i];
+        // out-of-range values are reported by the core as "atomic number ..." (never wrapped)
+        out[i] = (v < 0 || v > 1000) ? -1 : static_cast<int32_t>(v);
+    }
     return out;
 }
 
@@ -230,6 +235,46 @@ PYBIND11_MODULE(_core, m) {
             py::arg("positions"), py::arg("numbers"), py::arg("cell") = py::none(),
             py::arg("pbc") = false, py::arg("forces") = true, py::arg("virial") = true,
             py::arg("energies") = false, py::arg("atomic_virials") = false)
+        .def(
+            "compute_batch",
+            [](symprobe::Model& model, const py::list& positions, const py::object& numbers,
+               const py::list& cells, const py::object& pbc, bool forces, bool virial,
+               bool energies, bool atomic_virials) {
+                const size_t b = positions.size();
+                if (cells.size() != b) {
+                    throw py::value_error("compute_batch: " + std::to_string(b) + " positions but " +
+                                          std::to_string(cells.size()) + " cells");
+                }
+                bool per_structure_numbers = py::isinstance<py::list>(numbers);
+                std::vector<Geometry> geometries;
+                std::vector<std::vector<int32_t>> zs;
+                std::vector<symprobe::System> systems(b);
+                for (size_t s = 0; s < b; ++s) {
+                    geometries.push_back(geometry(positions[s], cells[s], pbc));
+                    py::ssize_t n = geometries.back().positions.shape(0);
+                    zs.push_back(atomic_numbers(per_structure_numbers ? py::object(numbers.cast<py::list>()[s])
+                                                                      : numbers, n));
+                }
+                for (size_t s = 0; s < b; ++s) {
+                    systems[s].positions = geometries[s].positions.data();
+                    systems[s].numbers = zs[s].data();
+                    systems[s].n_atoms = geometries[s].positions.shape(0);
+                    systems[s].cell = geometries[s].cell.data();
+                    systems[s].pbc = geometries[s].pbc.data();
+                }
+                symprobe::Request q{forces, virial, energies, atomic_virials};
+                std::vector<symprobe::Results> r;
+                {
+                    py::gil_scoped_release release;
+                    r = model.compute_batch(systems, q);
+                }
+                py::list out;
+                for (size_t s = 0; s < b; ++s) out.append(results_dict(r[s], systems[s].n_atoms, q));
+                return out;
+            },
+            py::arg("positions"), py::arg("numbers"), py::arg("cells"), py::arg("pbc") = true,
+            py::arg("forces") = true, py::arg("virial") = true, py::arg("energies") = false,
+            py::arg("atomic_virials") = false)
         .def(
             "compute_graph",
             [](symprobe::Model& model, const py::object& numbers, const py::object& centers,

@@ -42,14 +42,15 @@ class Calculator(_AseCalculator):
         atoms = self.atoms
         if "stress" in properties and not atoms.pbc.all():
             raise PropertyNotImplementedError("stress needs a system periodic along all axes")
+        # everything in one evaluation: a later request must not re-evaluate (in random mode a
+        # second call would draw another rotation)
         out = self.model.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc,
-                                 forces=True, virial=True, energies="energies" in properties)
+                                 forces=True, virial=True, energies=True)
         self.results["energy"] = out["energy"]
         self.results["free_energy"] = out["energy"]
         self.results["forces"] = out["forces"]
         self.results["virial"] = out["virial"]
-        if "energies" in out:
-            self.results["energies"] = out["energies"]
+        self.results["energies"] = out["energies"]
         for key in self.DIAGNOSTICS:
             self.results[key] = out[key]
         if atoms.pbc.all():

@@ -101,8 +101,8 @@ def split_indices(n: int, split, seed: int) -> dict:
     """Fixed seeded split; `split` holds counts or fractions (train, validation, test)."""
     if len(split) != 3:
         raise ValueError("[data] split must have three entries: train, validation, test")
-    counts = [int(s) for s in split] if all(float(s).is_integer() and s >= 1 for s in split) \
-        else [int(round(float(s) * n)) for s in split]
+    counts = [int(s) for s in split] if all(float(s).is_integer() and s >= 0 for s in split) \
+        and sum(split) > 1 else [int(round(float(s) * n)) for s in split]
     if sum(counts) > n or min(counts) < 0 or counts[0] < 1:
         raise ValueError(f"split {split} does not fit {n} frames")
     perm = np.random.default_rng(seed).permutation(n)

@@ -198,6 +198,15 @@ struct Graph {
     int64_t n_edges = 0;
 };
 
+// One structure of a batch (views into the caller's arrays).
+struct System {
+    const double* positions = nullptr;  // [n_atoms, 3] Angstrom
+    const int32_t* numbers = nullptr;   // [n_atoms]
+    int64_t n_atoms = 0;
+    const double* cell = nullptr;       // [3, 3] Angstrom, rows
+    const bool* pbc = nullptr;          // [3]
+};
+
 class Model {
 public:
     // Loads the TorchScript file and its metadata once. Throws Error(FileNotFound /
@@ -220,6 +229,10 @@ public:
 
     // Evaluates a graph the caller built; forces are returned for all n_nodes.
     Results compute_graph(const Graph& graph, const Request& request = {});
+
+    // Several independent structures (e.g. path-integral beads) in ONE model call per rotation
+    // chunk; one result per structure. All structures share this evaluation's rotations.
+    std::vector<Results> compute_batch(const std::vector<System>& systems, const Request& request = {});
 
     // The neighbour list used by the last compute() call.
     const NeighborList& last_neighbors() const;
