@@ -1,0 +1,235 @@
+"""i-PI socket driver: `symprobe-ipi --unix NAME --model MODEL --structure FILE ...`.
+
+Atomic units (Bohr, Hartree) exist only at the wire: `AtomicUnitsEvaluator` converts to and
+from the core's Angstrom and eV. i-PI's cell matrix h holds the lattice vectors as columns; the
+core's cell holds them as rows, so cell = h^T. The virial W = -sum_e r_e (x) dE/dr_e is sent
+as it is (i-PI rotates it as R^T W R, like the core). The batched protocol (i-PI announces
+`batch_size:N` in INIT) evaluates all structures of a message in one model call.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+import numpy as np
+
+from .units import BOHR_A, HARTREE_EV
+
+HEADER = 12
+STATUS, NEEDINIT, READY, HAVEDATA = b"STATUS      ", b"NEEDINIT    ", b"READY       ", b"HAVEDATA    "
+INIT, POSDATA, GETFORCE, FORCEREADY, EXIT = (b"INIT        ", b"POSDATA     ", b"GETFORCE    ",
+                                            b"FORCEREADY  ", b"EXIT        ")
+
+
+class ProtocolError(RuntimeError):
+    """The server sent something the i-PI protocol does not allow."""
+
+
+class ServerGone(RuntimeError):
+    """The server closed the connection."""
+
+
+class AtomicUnitsEvaluator:
+    """Evaluates structures given in i-PI's units and conventions; shared by the socket driver
+    and the `i-pi-py_driver -m custom` PES (symprobe/ipi_pes.py).
+
+    model: a loaded symprobe.Model; numbers: atomic numbers of the atoms in i-PI's order;
+    rotation_energies: add the energy of every rotation to the extras (eV).
+    """
+
+    def __init__(self, model, numbers, rotation_energies: bool = False):
+        self.model = model
+        self.numbers = np.asarray(numbers, dtype=np.int64)
+        self.rotation_energies = rotation_energies
+
+    def evaluate(self, cells_h, positions_bohr):
+        """cells_h: list of 3x3 h (Bohr, lattice vectors as columns); positions_bohr: list of
+        [N, 3] (Bohr). Returns a list of (energy Ha, forces [N,3] Ha/Bohr, virial [3,3] Ha,
+        extras JSON string)."""
+        n = len(self.numbers)
+        for pos in positions_bohr:
+            if len(pos) != n:
+                raise ProtocolError(f"i-PI sent {len(pos)} atoms but the structure has {n}")
+        cells = [np.asarray(h, float).reshape(3, 3).T * BOHR_A for h in cells_h]
+        positions = [np.asarray(p, float).reshape(n, 3) * BOHR_A for p in positions_bohr]
+        if len(positions) == 1:
+            results = [self.model.compute(positions[0], self.numbers, cells[0], True)]
+        else:
+            results = self.model.compute_batch(positions, self.numbers, cells, True)
+        return [(r["energy"] / HARTREE_EV, r["forces"] * (BOHR_A / HARTREE_EV),
+                 r["virial"] / HARTREE_EV, self.extras(r)) for r in results]
+
+    def extras(self, r) -> str:
+        """Symmetry diagnostics as JSON, units in the key names."""
+        out = {"energy_spread_eV": r["energy_spread"], "energy_std_eV": r["energy_std"],
+               "forces_rms_spread_eV_per_A": r["forces_rms_spread"],
+               "net_torque_eV": r["net_torque"].tolist()}
+        if self.rotation_energies:
+            out["rotation_energies_eV"] = r["rotation_energies"].tolist()
+        return json.dumps(out)
+
+
+class Connection:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    def recv(self, nbytes: int) -> bytes:
+        buf = bytearray(nbytes)
+        view = memoryview(buf)
+        got = 0
+        while got < nbytes:
+            k = self.sock.recv_into(view[got:], nbytes - got)
+            if k == 0:
+                raise ServerGone("i-PI closed the connection")
+            got += k
+        return bytes(buf)
+
+    def recv_array(self, count: int, dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        return np.frombuffer(self.recv(count * dtype.itemsize), dtype=dtype)
+
+    def send(self, *chunks) -> None:
+        self.sock.sendall(b"".join(c if isinstance(c, bytes) else np.ascontiguousarray(c).tobytes()
+                                   for c in chunks))
+
+
+def serve(conn: Connection, evaluator: AtomicUnitsEvaluator, log=None) -> None:
+    """The protocol loop; returns on EXIT, raises ServerGone / ProtocolError otherwise."""
+    initialized, results, batch = False, None, 1
+    while True:
+        header = conn.recv(HEADER)
+        if header == STATUS:
+            conn.send(NEEDINIT if not initialized else HAVEDATA if results is not None else READY)
+        elif header == INIT:
+            _replica, length = conn.recv_array(2, np.int32)
+            text = conn.recv(int(length)).decode("utf-8", errors="replace")
+            for token in text.split(","):
+                key, sep, value = token.partition(":")
+                if sep and key.strip() == "batch_size":
+                    batch = int(value)
+            if batch < 1:
+                raise ProtocolError(f"invalid batch_size {batch} in INIT")
+            initialized = True
+        elif header == POSDATA:
+            if batch == 1:
+                cell = conn.recv_array(18, np.float64)[:9]
+                nat = int(conn.recv_array(1, np.int32)[0])
+                cells, positions = [cell], [conn.recv_array(3 * nat, np.float64).reshape(nat, 3)]
+            else:
+                nat = int(conn.recv_array(1, np.int32)[0])
+                blocks = conn.recv_array(18 * batch, np.float64).reshape(batch, 18)
+                cells = [b[:9] for b in blocks]
+                positions = conn.recv_array(batch * 3 * nat, np.float64).reshape(batch, nat, 3)
+            results = evaluator.evaluate(cells, list(positions))
+        elif header == GETFORCE:
+            if results is None:
+                raise ProtocolError("GETFORCE before any POSDATA")
+            nat = len(evaluator.numbers)
+            if batch == 1:
+                energy, forces, virial, extras = results[0]
+                data = extras.encode()
+                conn.send(FORCEREADY, np.float64(energy), np.int32(nat), forces.astype(np.float64),
+                          virial.astype(np.float64), np.int32(len(data)), data)
+            else:
+                chunks = [FORCEREADY, np.array([r[0] for r in results], np.float64), np.int32(nat),
+                          np.array([r[1] for r in results], np.float64),
+                          np.array([r[2] for r in results], np.float64)]
+                for r in results:
+                    data = r[3].encode()
+                    chunks += [np.int32(len(data)), data]
+                conn.send(*chunks)
+            results = None
+        elif header == EXIT:
+            return
+        else:
+            raise ProtocolError(f"unexpected message header {header!r} from i-PI")
+
+
+def connect(unix: str | None, inet: str | None, prefix: str, timeout: float) -> socket.socket:
+    """Connects to i-PI, retrying until `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if unix is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(prefix + unix)
+            else:
+                host, _, port = inet.rpartition(":")
+                if not host or not port.isdigit():
+                    raise ValueError(f"--inet must be HOST:PORT, got '{inet}'")
+                sock = socket.create_connection((host, int(port)), timeout=5)
+                sock.settimeout(None)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except OSError as error:  # no socket file yet, refused, timed out
+            sock.close()
+            if time.monotonic() > deadline:
+                target = prefix + unix if unix is not None else inet
+                raise ServerGone(f"could not connect to i-PI at {target} within {timeout:g} s "
+                                 f"({error})") from None
+            time.sleep(0.1)
+
+
+def main(argv=None) -> int:
+    from . import load_model
+    from ._core import atomic_number
+
+    p = argparse.ArgumentParser(prog="symprobe-ipi", description=__doc__.split("\n")[0])
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--unix", metavar="NAME", help="unix socket <prefix>NAME")
+    where.add_argument("--inet", metavar="HOST:PORT", help="TCP socket")
+    p.add_argument("--sockets-prefix", default="/tmp/ipi_", help="unix socket prefix (i-PI's default)")
+    p.add_argument("--model", required=True, help="model file or bundled model name")
+    p.add_argument("--structure", required=True,
+                   help="structure file (any ASE format) giving the elements in i-PI's atom order")
+    p.add_argument("--rotations", nargs="+", default=["none"], metavar="MODE",
+                   help="none | random | grid L | lebedev L (docs/symmetrization.md)")
+    p.add_argument("--inversion", action="store_true")
+    p.add_argument("--randomize", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--rotation-energies", action="store_true",
+                   help="send the energy of every rotation in the extras")
+    p.add_argument("--connect-timeout", type=float, default=30.0, help="seconds")
+    args = p.parse_args(argv)
+
+    def terminate(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        import ase.io
+        atoms = ase.io.read(args.structure, index=0)
+        model = load_model(args.model, device=args.device, threads=args.threads,
+                           rotations=" ".join(args.rotations), inversion=args.inversion,
+                           randomize=args.randomize, seed=args.seed, chunk=args.chunk)
+        evaluator = AtomicUnitsEvaluator(model, [atomic_number(s) for s in atoms.get_chemical_symbols()],
+                                         args.rotation_energies)
+        sock = connect(args.unix, args.inet, args.sockets_prefix, args.connect_timeout)
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"symprobe-ipi: error: {error}", file=sys.stderr)
+        return 2
+    print(f"symprobe-ipi: connected ({model.rotations}), {len(atoms)} atoms", flush=True)
+    try:
+        serve(Connection(sock), evaluator)
+        print("symprobe-ipi: EXIT received", flush=True)
+        return 0
+    except (ServerGone, ConnectionError) as error:
+        print(f"symprobe-ipi: error: i-PI is gone ({error})", file=sys.stderr)
+        return 1
+    except (ProtocolError, ValueError, RuntimeError) as error:
+        print(f"symprobe-ipi: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        sock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""The i-PI driver against a real i-PI (from PyPI) and against ASE's socket server."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import ase.io
+import numpy as np
+import pytest
+
+import symprobe
+from symprobe.water import water_box
+
+from ipi_support import (Processes, finish, forcefield_xml, free_port, input_xml, read_forces,
+                         read_positions, read_properties, socket_name, wait_for, wait_socket)
+
+pytest.importorskip("ipi")
+
+
+@pytest.fixture()
+def run(tmp_path):
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop()
+
+
+def write_structure(path, molecules=64, seed=1):
+    atoms = water_box(molecules, seed=seed)
+    ase.io.write(path, atoms, format="extxyz")
+    return atoms
+
+
+def check_against_core(workdir, model, numbers, bead=None, atol_energy=2e-6):
+    """i-PI's potential and forces of every step equal a direct evaluation by the core of the
+    positions i-PI wrote (8 decimals, in A)."""
+    props = read_properties(workdir)
+    frames = read_positions(workdir, bead)
+    forces = read_forces(workdir, bead)
+    assert len(frames) == len(props) > 5
+    for frame, frc, row in zip(frames, forces, props):
+        direct = model.compute(frame.positions, numbers, frame.cell.array, True)
+        # i-PI converts Hartree to eV with 27.2113834 eV, symprobe with CODATA 2018's
+        # 27.2113862 eV: 1.1e-7 relative; the positions it printed carry 1e-8 A
+        assert row[1] == pytest.approx(direct["energy"], abs=atol_energy + 2e-7 * abs(row[1]))
+        np.testing.assert_allclose(frc, direct["forces"], atol=2e-5)
+
+
+@pytest.mark.parametrize("transport", ["unix", "inet"])
+def test_classical_nvt_matches_core(run, tmp_path, transport):
+    atoms = write_structure(tmp_path / "init.xyz")
+    name = socket_name("nvt")
+    if transport == "unix":
+        ff = forcefield_xml("sp", name)
+        where = ["--unix", name]
+    else:
+        port = free_port()
+        ff = forcefield_xml("sp", "127.0.0.1", mode="inet", port=port)
+        where = ["--inet", f"127.0.0.1:{port}"]
+    ipi = run.ipi(input_xml("init.xyz", ff, steps=20))
+    if transport == "unix":
+        wait_socket(name)
+    driver = run.driver(*where, "--model", "water-reference", "--structure", "init.xyz")
+    assert finish(ipi) == 0
+    assert finish(driver, 30) == 0, driver.log_path.read_text()
+    assert "EXIT received" in driver.log_path.read_text()
+    check_against_core(tmp_path, symprobe.load_model("water-reference"), atoms.numbers)
+
+
+def run_pimd(run, workdir, name, beads, batch, steps=6, model="water-orientation", extra=()):
+    write_structure(workdir / "init.xyz", molecules=8, seed=3)
+    ipi = run.ipi(input_xml("init.xyz", forcefield_xml("sp", name, batch_size=batch),
+                            steps=steps, beads=beads))
+    wait_socket(name)
+    driver = run.driver("--unix", name, "--model", model, "--structure", "init.xyz", *extra)
+    assert finish(ipi) == 0
+    assert finish(driver, 30) == 0, driver.log_path.read_text()
+    return read_properties(workdir)
+
+
+def test_path_integrals_batched_equals_sequential(run, tmp_path):
+    """8 beads sent one by one and 8 beads in one batched message (one model call) give the
+    same trajectory."""
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "bat").mkdir()
+    seq_run, bat_run = Processes(tmp_path / "seq"), Processes(tmp_path / "bat")
+    try:
+        seq = run_pimd(seq_run, tmp_path / "seq", socket_name("seq"), beads=8, batch=1)
+        bat = run_pimd(bat_run, tmp_path / "bat", socket_name("bat"), beads=8, batch=8)
+    finally:
+        seq_run.stop()
+        bat_run.stop()
+    np.testing.assert_allclose(bat[:, 1], seq[:, 1], rtol=1e-9)
+    np.testing.assert_allclose(bat[:, 2], seq[:, 2], rtol=1e-9)
+    # and every bead's forces equal the core's
+    model = symprobe.load_model("water-orientation")
+    numbers = ase.io.read(tmp_path / "bat" / "init.xyz").numbers
+    for bead in (0, 5):
+        frames = read_positions(tmp_path / "bat", bead)
+        forces = read_forces(tmp_path / "bat", bead)
+        for frame, frc in zip(frames[:3], forces[:3]):
+            direct = model.compute(frame.positions, numbers, frame.cell.array, True)
+            np.testing.assert_allclose(frc, direct["forces"], atol=2e-5)
+
+
+def test_path_integrals_with_four_beads_and_two_drivers(run, tmp_path):
+    write_structure(tmp_path / "init.xyz", molecules=8, seed=4)
+    name = socket_name("two")
+    ipi = run.ipi(input_xml("init.xyz", forcefield_xml("sp", name), steps=6, beads=4))
+    wait_socket(name)
+    drivers = [run.driver("--unix", name, "--model", "water-reference", "--structure", "init.xyz",
+                          name=f"driver{k}") for k in range(2)]
+    assert finish(ipi) == 0
+    for d in drivers:
+        assert finish(d, 30) == 0, d.log_path.read_text()
+    # both drivers did work
+    props = read_properties(tmp_path)
+    atoms = ase.io.read(tmp_path / "init.xyz")
+    model = symprobe.load_model("water-reference")
+    # step 0: all beads sit on the initial structure
+    assert props[0, 1] == pytest.approx(model.compute(atoms.positions, atoms.numbers,
+                                                      atoms.cell.array, True)["energy"], abs=1e-6)
+
+
+def test_ffrotations_equals_in_driver_grid(run, tmp_path):
+    """i-PI's own <ffrotations> (Legendre grid 2 with inversion: 36 socket requests per step)
+    over the plain driver gives the trajectory of one driver evaluating grid 2 + inversion in
+    one batched call: the cross-check against the paper authors' implementation."""
+    results = {}
+    for label, rotations, extra in (("ipi", (2, True), ()),
+                                    ("ours", None, ("--rotations", "grid", "2", "--inversion"))):
+        work = tmp_path / label
+        work.mkdir()
+        write_structure(work / "init.xyz", molecules=8, seed=5)
+        procs = Processes(work)
+        try:
+            name = socket_name(label)
+            procs.ipi(input_xml("init.xyz", forcefield_xml("sp", name, rotations=rotations), steps=5))
+            wait_socket(name)
+            driver = procs.driver("--unix", name, "--model", "water-orientation", "--structure",
+                                  "init.xyz", *extra)
+            assert finish(procs.started[0]) == 0, (work / "ipi.log").read_text()[-2000:]
+            assert finish(driver, 30) == 0
+            results[label] = read_properties(work)
+        finally:
+            procs.stop()
+    np.testing.assert_allclose(results["ours"][:, 1], results["ipi"][:, 1], rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(results["ours"][:, 2], results["ipi"][:, 2], rtol=1e-8, atol=1e-8)
+    # the plain model differs from the averaged one by far more than that
+    plain = symprobe.load_model("water-orientation")
+    atoms = ase.io.read(tmp_path / "ours" / "init.xyz")
+    e_plain = plain.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)["energy"]
+    assert abs(e_plain - results["ours"][0, 1]) > 1e-2
+
+
+def test_driver_exits_when_ipi_is_killed(run, tmp_path):
+    write_structure(tmp_path / "init.xyz")
+    name = socket_name("kill")
+    ipi = run.ipi(input_xml("init.xyz", forcefield_xml("sp", name), steps=100000))
+    wait_socket(name)
+    driver = run.driver("--unix", name, "--model", "water-reference", "--structure", "init.xyz")
+    wait_for(lambda: (tmp_path / "sim.out").exists() and len(read_properties(tmp_path)) > 3, 60,
+             "a few MD steps")
+    os.killpg(ipi.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    rc = finish(driver, 10)
+    assert rc != 0 and time.monotonic() - t0 < 5
+    assert "i-PI is gone" in driver.log_path.read_text()
+
+
+def serve_once(payload_fn, path):
+    """A fake server on a unix socket: sends what payload_fn returns, then closes."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+
+    def handle():
+        conn, _ = server.accept()
+        conn.sendall(payload_fn())
+        time.sleep(1.0)
+        conn.close()
+        server.close()
+
+    thread = threading.Thread(target=handle, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_malformed_header_and_wrong_atom_count(run, tmp_path):
+    write_structure(tmp_path / "init.xyz", molecules=2)
+    name = socket_name("bad")
+    serve_once(lambda: b"HELLOTHERE!!", f"/tmp/ipi_{name}")
+    driver = run.driver("--unix", name, "--model", "water-reference", "--structure", "init.xyz")
+    assert finish(driver, 20) == 1
+    assert "unexpected message header b'HELLOTHERE!!'" in driver.log_path.read_text()
+    os.unlink(f"/tmp/ipi_{name}")
+    # i-PI with 64 molecules, driver told 2 molecules
+    write_structure(tmp_path / "big.xyz", molecules=64)
+    name = socket_name("count")
+    ipi = run.ipi(input_xml("big.xyz", forcefield_xml("sp", name), steps=5))
+    wait_socket(name)
+    driver = run.driver("--unix", name, "--model", "water-reference", "--structure", "init.xyz",
+                        name="wrong")
+    assert finish(driver, 30) == 1
+    assert "i-PI sent 192 atoms but the structure has 6" in driver.log_path.read_text()
+    ipi.kill()
+
+
+def test_no_server_gives_bounded_retry(run, tmp_path):
+    write_structure(tmp_path / "init.xyz", molecules=2)
+    t0 = time.monotonic()
+    driver = run.driver("--unix", socket_name("none"), "--model", "water-reference",
+                        "--structure", "init.xyz", "--connect-timeout", "1")
+    assert finish(driver, 30) == 2 and time.monotonic() - t0 < 20
+    assert "could not connect to i-PI" in driver.log_path.read_text()
+
+
+def test_sigterm_exits_cleanly(run, tmp_path):
+    write_structure(tmp_path / "init.xyz")
+    name = socket_name("term")
+    run.ipi(input_xml("init.xyz", forcefield_xml("sp", name), steps=100000))
+    wait_socket(name)
+    driver = run.driver("--unix", name, "--model", "water-reference", "--structure", "init.xyz")
+    wait_for(lambda: "connected" in driver.log_path.read_text(), 30, "the driver to connect")
+    driver.send_signal(signal.SIGTERM)
+    assert finish(driver, 10) == 0
+    assert "Traceback" not in driver.log_path.read_text()
+
+
+def test_ase_socket_server_drives_the_driver(run, tmp_path):
+    from ase.calculators.socketio import SocketIOCalculator
+    atoms = write_structure(tmp_path / "init.xyz", molecules=8, seed=6)
+    name = socket_name("ase")
+    model = symprobe.load_model("water-orientation")
+    with SocketIOCalculator(unixsocket=name, timeout=60) as calc:
+        run.driver("--unix", name, "--model", "water-orientation", "--structure", "init.xyz")
+        atoms.calc = calc
+        for k in range(3):
+            atoms.positions += np.random.default_rng(k).normal(0, 0.02, atoms.positions.shape)
+            direct = model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+            # the wire is in atomic units; ASE converts with CODATA 2014, symprobe with CODATA
+            # 2018 (Hartree differs by 8e-9, Bohr by 6.5e-10 relative: distances scale by that)
+            assert atoms.get_potential_energy() == pytest.approx(direct["energy"], rel=2e-8)
+            np.testing.assert_allclose(atoms.get_forces(), direct["forces"], rtol=2e-8, atol=1e-7)
+            # ASE's stress from the virial the driver sent
+            sigma = -direct["virial"].T / atoms.get_volume()
+            np.testing.assert_allclose(atoms.get_stress(voigt=False), 0.5 * (sigma + sigma.T),
+                                       rtol=2e-8, atol=1e-9)
+
+
+def test_ipi_pes_module(tmp_path):
+    """symprobe/ipi_pes.py as i-PI's custom PES: single and batched calls in atomic units."""
+    from symprobe import ipi_pes
+    from symprobe.units import BOHR_A, HARTREE_EV
+    atoms = write_structure(tmp_path / "init.xyz", molecules=4, seed=7)
+    pes = ipi_pes.Symprobe_driver(structure=str(tmp_path / "init.xyz"), model="water-orientation",
+                                  rotations="grid 2", inversion="true")
+    h = atoms.cell.array.T / BOHR_A
+    pos = atoms.positions / BOHR_A
+    energy, forces, virial, extras = pes(h, pos)
+    ref = symprobe.load_model("water-orientation", rotations="grid 2", inversion=True).compute(
+        atoms.positions, atoms.numbers, atoms.cell.array, True)
+    assert energy * HARTREE_EV == pytest.approx(ref["energy"], rel=1e-12)
+    np.testing.assert_allclose(forces * HARTREE_EV / BOHR_A, ref["forces"], atol=1e-10)
+    assert "energy_spread_eV" in extras
+    batch = pes([h, h], [pos, pos + 0.01])
+    assert batch[0][0] == pytest.approx(energy, rel=1e-12) and batch[1][0] != batch[0][0]
+    with pytest.raises(ValueError, match="expected true or false"):
+        ipi_pes.Symprobe_driver(structure=str(tmp_path / "init.xyz"), model="water-reference",
+                                rotations="random", inversion="maybe")
