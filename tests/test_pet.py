@@ -114,6 +114,7 @@ epochs = {epochs}
 batch_size = 2
 learning_rate = 1e-2
 energy_weight = 0.01
+grad_clip = 1.0
 warmup_epochs = 0
 seed = 3
 threads = 1

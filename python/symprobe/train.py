@@ -31,7 +31,7 @@ DEFAULTS = {
               "n_layers": 2, "n_blocks": 1},
     "training": {"epochs": 100, "batch_size": 4, "learning_rate": 1e-3, "min_learning_rate": 1e-5,
                  "warmup_epochs": 2, "energy_weight": 1.0, "energy_weight_start": None,
-                 "energy_ramp_epochs": 0, "forces_weight": 1.0,
+                 "energy_ramp_epochs": 0, "forces_weight": 1.0, "grad_clip": 0.0,
                  "augmentation": True, "inversion": True, "seed": 0, "threads": 0,
                  "dtype": "float32"},
     "output": {"directory": "runs/train", "export_dtype": "float32"},
@@ -271,6 +271,8 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
             loss = w_energy * loss_e + tcfg["forces_weight"] * loss_f
             optimizer.zero_grad()
             loss.backward()
+            if tcfg["grad_clip"] > 0:  # bounds the occasional huge step of a transformer
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
             optimizer.step()
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses):.3e}",
