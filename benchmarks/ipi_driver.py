@@ -1,0 +1,116 @@
+"""i-PI driver overhead: wall time per MD step of i-PI + symprobe-ipi against the core's own
+evaluation time, 192 atoms; 32 beads batched vs one request per bead; in-driver grid 2i vs
+i-PI's <ffrotations> (36 requests per step). Reference model, 1 torch thread.
+
+    .venv/bin/python benchmarks/ipi_driver.py [--steps 200]
+
+Writes benchmarks/results/ipi_driver.json.
+"""
+import argparse
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ase.io
+
+import symprobe
+from common import median_time, water_system, write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from ipi_support import Processes, finish, forcefield_xml, input_xml, socket_name, wait_socket  # noqa: E402
+
+
+def ipi_seconds_per_step(workdir, ff, steps, beads, driver_args):
+    procs = Processes(workdir)
+    try:
+        name = re.search(r"<address>(.*?)</address>", ff).group(1)
+        procs.ipi(input_xml("init.xyz", ff, steps=steps, beads=beads))
+        wait_socket(name)
+        procs.driver("--unix", name, "--model", "water-reference", "--structure", "init.xyz",
+                     "--threads", "1", *driver_args)
+        t0 = time.perf_counter()
+        finish(procs.started[0], timeout=3000)
+        return (time.perf_counter() - t0) / steps
+    finally:
+        procs.stop()
+
+
+def driver_overhead(atoms, model, steps=300):
+    """Round trip of POSDATA + GETFORCE through the driver's protocol loop over a socketpair,
+    minus the core's own evaluation: the driver's overhead per step (s)."""
+    import socket
+    import threading
+
+    import numpy as np
+
+    from symprobe.ipi import GETFORCE, INIT, POSDATA, AtomicUnitsEvaluator, Connection, serve
+    from symprobe.units import BOHR_A
+
+    ours, theirs = socket.socketpair()
+    evaluator = AtomicUnitsEvaluator(model, atoms.numbers)
+    thread = threading.Thread(target=serve, args=(Connection(ours), evaluator), daemon=True)
+    thread.start()
+    n = len(atoms)
+    h = atoms.cell.array.T / BOHR_A
+    pos = atoms.positions / BOHR_A
+    theirs.sendall(INIT + np.int32(0).tobytes() + np.int32(0).tobytes())
+    message = (POSDATA + h.tobytes() + np.linalg.inv(h).tobytes() + np.int32(n).tobytes()
+               + pos.tobytes() + GETFORCE)
+    reply = 12 + 8 + 4 + 24 * n + 72 + 4
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        theirs.sendall(message)
+        got = b""
+        while len(got) < reply:
+            got += theirs.recv(1 << 20)
+        length = np.frombuffer(got[reply - 4:reply], np.int32)[0]
+        while len(got) < reply + length:
+            got += theirs.recv(1 << 20)
+        times.append(time.perf_counter() - t0)
+    theirs.sendall(b"EXIT        ")
+    thread.join(5)
+    x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
+    core = median_time(lambda: model.compute(x, z, cell, True), steps, warmup=5)
+    return float(np.median(times)) - core
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=200)
+    args = p.parse_args()
+    atoms = water_system(1)
+    model = symprobe.load_model("water-reference", threads=1)
+    x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
+    core = median_time(lambda: model.compute(x, z, cell, True), 50, warmup=5)
+    grid = symprobe.load_model("water-reference", threads=1, rotations="grid 2", inversion=True)
+    for _ in range(10):
+        grid.compute(x, z, cell, True)
+    core_grid = median_time(lambda: grid.compute(x, z, cell, True), 10)
+    rows = {"core_ms": 1e3 * core, "core_grid2i_ms": 1e3 * core_grid,
+            "driver_overhead_us": 1e6 * driver_overhead(atoms, model)}
+    print(f"driver overhead per step: {rows['driver_overhead_us']:.0f} us", flush=True)
+    cases = [
+        ("plain", forcefield_xml("sp", socket_name("b")), 1, (), args.steps),
+        ("beads32_sequential", forcefield_xml("sp", socket_name("b")), 32, (), args.steps // 10),
+        ("beads32_batched", forcefield_xml("sp", socket_name("b"), batch_size=32), 32, (), args.steps // 10),
+        ("grid2i_in_driver", forcefield_xml("sp", socket_name("b")), 1,
+         ("--rotations", "grid", "2", "--inversion"), args.steps // 4),
+        ("grid2i_ffrotations", forcefield_xml("sp", socket_name("b"), rotations=(2, True)), 1, (),
+         args.steps // 4),
+    ]
+    for label, ff, beads, extra, steps in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            ase.io.write(Path(tmp) / "init.xyz", atoms, format="extxyz")
+            rows[f"{label}_ms_per_step"] = 1e3 * ipi_seconds_per_step(Path(tmp), ff, steps, beads, extra)
+        print(label, f"{rows[f'{label}_ms_per_step']:.2f} ms/step", flush=True)
+    out = write_json("ipi_driver", {"benchmark": "ipi_driver", "atoms": len(atoms), **rows})
+    print(f"wrote {out}")
+    for k, v in rows.items():
+        print(f"| {k} | {v:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
