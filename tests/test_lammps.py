@@ -266,3 +266,69 @@ def test_element_errors(tmp_path):
     assert rc != 0 and "atom type 2 is Na, which the model does not support" in out
     rc, out = run_lammps(tmp_path, base + "pair_coeff * * O\nrun 0\n", check=False)
     assert rc != 0 and "one element per atom type" in out
+
+
+def test_minimize_nvt_and_rerun(tmp_path):
+    """minimize, fix nvt, and rerun of the written trajectory reproduce the energies."""
+    atoms = water_box(8, seed=7)
+    write_data(atoms, tmp_path / "data.lmp")
+    body = header(bundled_path("water-reference")) + """
+thermo_modify format float %.15g
+minimize 1e-10 1e-6 50 500
+print "MIN $(pe:%.17g)"
+reset_timestep 0
+velocity all create 300 7 mom yes rot no
+fix nvt all nvt temp 300 300 0.05
+timestep 0.0005
+dump t all custom 10 traj.dump id type x y z
+dump_modify t format float %.17g sort id
+fix pr all print 10 "PEMD $(step) $(pe:%.15g)"
+thermo_style custom step pe
+thermo 10
+run 50
+"""
+    _, out = run_lammps(tmp_path, body)
+    start = water_box(8, seed=7)
+    ref0 = symprobe.load_model("water-reference").compute(
+        write_data(start, tmp_path / "check.lmp").positions, start.numbers,
+        write_data(start, tmp_path / "check.lmp").cell.array, True)["energy"]
+    assert values(out, "MIN")[0][0] < ref0  # the minimizer lowered the energy
+    rerun = header(bundled_path("water-reference")) + """
+thermo_style custom step pe
+thermo_modify format float %.15g
+thermo 1
+rerun traj.dump dump x y z
+"""
+    _, out2 = run_lammps(tmp_path, rerun)
+    pe_md = [v[1] for v in values(out, "PEMD") if v[0] > 0]
+    pe_rerun = [float(l.split()[1]) for l in out2.splitlines() if re.match(r"^\s+(10|20|30|40|50)\s+-?\d", l)]
+    assert len(pe_md) == 5
+    np.testing.assert_allclose(pe_rerun, pe_md, rtol=1e-9)
+
+
+def test_pimd_langevin(tmp_path):
+    """fix pimd/langevin with 4 beads (4 partitions): runs, and at step 0 every bead sits on
+    the initial structure, so the potential equals the core's energy."""
+    atoms = water_box(8, seed=8)
+    lmp_atoms = write_data(atoms, tmp_path / "data.lmp")
+    body = header(bundled_path("water-reference")) + """
+fix pimd all pimd/langevin ensemble nvt temp 300 thermostat PILE_L 1 tau 1.0
+timestep 0.0005
+thermo_style custom step pe
+thermo_modify format float %.15g
+thermo 5
+run 20
+"""
+    (tmp_path / "in.lmp").write_text(body)
+    cmd = [str(BIN / "mpirun"), "-np", "4", str(LMP), "-partition", "4x1", "-in", "in.lmp",
+           "-log", "log", "-screen", "screen"]
+    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    logs = [(tmp_path / f"log.{k}").read_text() for k in range(4)]
+    assert run.returncode == 0, logs[0][-2000:] + run.stderr[-2000:]
+    ref = symprobe.load_model("water-reference").compute(
+        lmp_atoms.positions, lmp_atoms.numbers, lmp_atoms.cell.array, True)["energy"]
+    for log in logs:
+        rows = [l.split() for l in log.splitlines()
+                if re.match(r"^\s+\d+\s+-?\d", l) and len(l.split()) == 2]
+        assert len(rows) == 5 and all(np.isfinite(float(r[1])) for r in rows)
+        assert float(rows[0][1]) == pytest.approx(ref, rel=1e-10)
