@@ -36,7 +36,7 @@ PairSymprobe::PairSymprobe(LAMMPS* lmp) : Pair(lmp) {
     restartinfo = 1;
     one_coeff = 1;
     manybody_flag = 1;
-    ghostneigh = 1;
+    ghostneigh = 1;  // set per model in load()
     // a full list with forces on ghosts: the f.r virial would be wrong, tally it explicitly
     no_virial_fdotr_compute = 1;
     centroidstressflag = CENTROID_NOTAVAIL;
@@ -109,6 +109,9 @@ void PairSymprobe::load() {
     }
     model_cutoff_ = model_->metadata().cutoff;
     range_ = model_->metadata().interaction_range;
+    // a single message-passing step needs only the edges of local atoms; deeper models also
+    // need the neighbourhoods of ghost atoms out to the interaction range
+    ghostneigh = range_ > model_cutoff_ ? 1 : 0;
     if (comm->me == 0) {
         utils::logmesg(lmp, "symprobe: model {} (cutoff {} A, interaction range {} A), rotations {}\n",
                        args_[0], model_cutoff_, range_, model_->options().rotations.describe());
@@ -162,12 +165,13 @@ void PairSymprobe::init_style() {
     for (int t = 1; t <= atom->ntypes; ++t) {
         if (type_numbers_[t] == 0) error->all(FLERR, "pair_style symprobe: atom type {} has no element", t);
     }
-    neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+    neighbor->add_request(this, ghostneigh ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
+                                           : NeighConst::REQ_FULL);
 }
 
 double PairSymprobe::init_one(int i, int j) {
     // ghost atoms out to the interaction range make every local energy exact
-    cutghost[i][j] = cutghost[j][i] = range_;
+    if (ghostneigh) cutghost[i][j] = cutghost[j][i] = range_;
     return range_;
 }
 
@@ -177,7 +181,7 @@ void PairSymprobe::compute(int eflag, int vflag) {
     double** f = atom->f;
     const int* type = atom->type;
     const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
-    const int n_centers = list->inum + list->gnum;
+    const int n_centers = list->inum + (ghostneigh ? list->gnum : 0);
 
     std::vector<int32_t> numbers(nall);
     for (int i = 0; i < nall; ++i) numbers[i] = type_numbers_[type[i]];

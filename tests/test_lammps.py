@@ -332,3 +332,27 @@ run 20
                 if re.match(r"^\s+\d+\s+-?\d", l) and len(l.split()) == 2]
         assert len(rows) == 5 and all(np.isfinite(float(r[1])) for r in rows)
         assert float(rows[0][1]) == pytest.approx(ref, rel=1e-10)
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks):
+    """A 2-layer PET (interaction range 2 x cutoff): LAMMPS needs the neighbourhoods of ghost
+    atoms out to the interaction range; energies and forces equal the core's."""
+    import torch
+    from symprobe.models.pet import PET
+    torch.manual_seed(0)
+    module = PET([1, 8], cutoff=3.0, cutoff_width=0.5, d_model=16, n_heads=2, d_ff=32, n_layers=2)
+    with torch.no_grad():
+        for layer in module.layers:
+            for head in (layer.atom_energy, layer.bond_energy):
+                head[-1].weight.normal_(0, 0.3)
+    path = symprobe.export_model(module, tmp_path / "pet.pt", cutoff=3.0,
+                                 interaction_range=module.interaction_range, elements=["H", "O"])
+    atoms = water_box(64, seed=9)
+    ref, pe, pe_sum, pv, _, forces, _ = compare_with_core(tmp_path, atoms, str(path), ranks=ranks)
+    assert pe == pytest.approx(ref["energy"], rel=1e-10)
+    assert pe_sum == pytest.approx(ref["energy"], rel=1e-10)
+    np.testing.assert_allclose(forces, ref["forces"], atol=1e-9 * np.abs(ref["forces"]).max())
+    W = 0.5 * (ref["virial"] + ref["virial"].T)
+    expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * NKTV2P / pv[6]
+    np.testing.assert_allclose(pv[:6], expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
