@@ -25,10 +25,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def forcefield_xml(name, address, mode="unix", port=None, batch_size=1, rotations=None):
+def forcefield_xml(name, address, mode="unix", port=None, batch_size=1, rotations=None,
+                   latency=1e-5):
     inner = (f"<ffsocket name='{name}' mode='{mode}' pbc='false'>"
              f"<address>{address}</address>{f'<port>{port}</port>' if port else ''}"
-             f"<latency>1e-5</latency>"
+             f"<latency>{latency}</latency>"
              f"{f'<batch_size>{batch_size}</batch_size>' if batch_size > 1 else ''}</ffsocket>")
     if rotations is None:
         return inner
@@ -39,12 +40,13 @@ def forcefield_xml(name, address, mode="unix", port=None, batch_size=1, rotation
             f"{inner}</ffrotations>")
 
 
-def input_xml(structure, forcefield, steps=10, beads=1, seed=31415):
+def input_xml(structure, forcefield, steps=10, beads=1, seed=31415, stride=1):
+    """stride: steps between outputs (benchmarks write none: i-PI's extxyz output costs ms)."""
     return f"""<simulation verbosity='low' safe_stride='100000'>
   <output prefix='sim'>
-    <properties stride='1' filename='out'> [ step, potential{{electronvolt}}, conserved{{electronvolt}} ] </properties>
-    <trajectory filename='pos' stride='1' format='ase'> positions </trajectory>
-    <trajectory filename='frc' stride='1' format='ase'> forces </trajectory>
+    <properties stride='{stride}' filename='out'> [ step, potential{{electronvolt}}, conserved{{electronvolt}} ] </properties>
+    <trajectory filename='pos' stride='{stride}' format='ase'> positions </trajectory>
+    <trajectory filename='frc' stride='{stride}' format='ase'> forces </trajectory>
   </output>
   <total_steps>{steps}</total_steps>
   <prng><seed>{seed}</seed></prng>
