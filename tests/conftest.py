@@ -67,3 +67,26 @@ def orientation_model(reference_path):
 def random_rotation(rng) -> np.ndarray:
     from scipy.spatial.transform import Rotation
     return Rotation.random(random_state=rng).as_matrix()
+
+
+def fd_force(energy, positions, cell, i, c, h=1e-5):
+    """-dE/dx_ic by central differences; energy(positions, cell) -> eV."""
+    pos = positions.copy()
+    pos[i, c] += h
+    ep = energy(pos, cell)
+    pos[i, c] -= 2 * h
+    return -(ep - energy(pos, cell)) / (2 * h)
+
+
+def strain_derivative(energy, positions, cell, h=1e-6):
+    """dE/d(eps)_ab by central differences of E((1 + eps) x, (1 + eps) cell); equals -W_ba."""
+    out = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            e = []
+            for sign in (1, -1):
+                eps = np.eye(3)
+                eps[a, b] += sign * h
+                e.append(energy(positions @ eps.T, cell @ eps.T))
+            out[a, b] = (e[0] - e[1]) / (2 * h)
+    return out

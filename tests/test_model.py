@@ -7,7 +7,7 @@ import torch
 import symprobe
 from symprobe.water import water_box
 
-from conftest import random_rotation
+from conftest import fd_force, random_rotation, strain_derivative
 
 
 def compute(model, atoms_or_pos, numbers=None, cell=None, pbc=True, **kw):
@@ -17,28 +17,16 @@ def compute(model, atoms_or_pos, numbers=None, cell=None, pbc=True, **kw):
     return model.compute(atoms_or_pos, numbers, cell, pbc, **kw)
 
 
-def fd_force(model, atoms, i, c, h=1e-5):
-    pos = atoms.positions.copy()
-    pos[i, c] += h
-    ep = compute(model, pos, atoms.numbers, atoms.cell.array, atoms.pbc, forces=False)["energy"]
-    pos[i, c] -= 2 * h
-    em = compute(model, pos, atoms.numbers, atoms.cell.array, atoms.pbc, forces=False)["energy"]
-    return -(ep - em) / (2 * h)
+def energy_of(model, atoms):
+    return lambda pos, cell: compute(model, pos, atoms.numbers, cell, atoms.pbc, forces=False)["energy"]
 
 
-def strain_derivative(model, atoms, h=1e-6):
-    """dE/d(eps)_ab by central differences of E((1 + eps) x, (1 + eps) cell)."""
-    out = np.zeros((3, 3))
-    for a in range(3):
-        for b in range(3):
-            e = []
-            for sign in (1, -1):
-                eps = np.eye(3)
-                eps[a, b] += sign * h
-                e.append(compute(model, atoms.positions @ eps.T, atoms.numbers,
-                                 atoms.cell.array @ eps.T, atoms.pbc, forces=False)["energy"])
-            out[a, b] = (e[0] - e[1]) / (2 * h)
-    return out
+def fd_force_of(model, atoms, i, c):
+    return fd_force(energy_of(model, atoms), atoms.positions, atoms.cell.array, i, c)
+
+
+def strain_derivative_of(model, atoms):
+    return strain_derivative(energy_of(model, atoms), atoms.positions, atoms.cell.array)
 
 
 def test_forces_and_virial_on_dft_frames(water_190, invariant_model, orientation_model):
@@ -51,10 +39,10 @@ def test_forces_and_virial_on_dft_frames(water_190, invariant_model, orientation
         res = compute(model, atoms)
         for i in rng.choice(len(atoms), 2, replace=False):
             for c in range(3):
-                err = abs(fd_force(model, atoms, i, c) - res["forces"][i, c])
+                err = abs(fd_force_of(model, atoms, i, c) - res["forces"][i, c])
                 worst_f = max(worst_f, err)
         # dE/d eps_ab = -W_ba (all nine components, also for the non-symmetric virial)
-        worst_w = max(worst_w, np.abs(strain_derivative(model, atoms) + res["virial"].T).max())
+        worst_w = max(worst_w, np.abs(strain_derivative_of(model, atoms) + res["virial"].T).max())
     print(f"max |F - F_fd| = {worst_f:.2e} eV/A, max |dE/deps + W^T| = {worst_w:.2e} eV")
     assert worst_f < 1e-6
     assert worst_w < 1e-5
@@ -70,9 +58,9 @@ def test_forces_and_virial_on_generated_triclinic_boxes(orientation_model, pbc):
     res = compute(orientation_model, atoms)
     for i in range(0, len(atoms), 9):
         for c in range(3):
-            assert fd_force(orientation_model, atoms, i, c) == pytest.approx(res["forces"][i, c], abs=1e-6)
+            assert fd_force_of(orientation_model, atoms, i, c) == pytest.approx(res["forces"][i, c], abs=1e-6)
     if all(pbc):
-        np.testing.assert_allclose(strain_derivative(orientation_model, atoms), -res["virial"].T, atol=1e-5)
+        np.testing.assert_allclose(strain_derivative_of(orientation_model, atoms), -res["virial"].T, atol=1e-5)
     # net force vanishes (translation invariance), for any periodicity
     np.testing.assert_allclose(res["forces"].sum(axis=0), 0.0, atol=1e-9)
 
