@@ -107,6 +107,8 @@ void PairSymprobe::load() {
     } catch (const symprobe::Error& e) {
         error->all(FLERR, "pair_style symprobe: {}", e.what());
     }
+    // quadrature weights do not change between evaluations (random re-orientations keep them)
+    rotation_weights_ = symprobe::rotation_set(model_->options().rotations, 0).weights;
     model_cutoff_ = model_->metadata().cutoff;
     range_ = model_->metadata().interaction_range;
     // a single message-passing step needs only the edges of local atoms; deeper models also
@@ -244,16 +246,16 @@ void PairSymprobe::compute(int eflag, int vflag) {
     std::vector<double> total(local.size());
     MPI_Allreduce(local.data(), total.data(), static_cast<int>(local.size()), MPI_DOUBLE, MPI_SUM, world);
     const size_t n_rot = r.diagnostics.rotation_energies.size();
-    const symprobe::RotationSet set = symprobe::rotation_set(model_->options().rotations, 0);
+    const std::vector<double>& weights = rotation_weights_;
     double wsum = 0, mean = 0, var = 0, lo = total[0], hi = total[0];
     for (size_t k = 0; k < n_rot; ++k) {
-        wsum += set.weights[k];
-        mean += set.weights[k] * total[k];
+        wsum += weights[k];
+        mean += weights[k] * total[k];
         lo = std::min(lo, total[k]);
         hi = std::max(hi, total[k]);
     }
     mean /= wsum;
-    for (size_t k = 0; k < n_rot; ++k) var += set.weights[k] * (total[k] - mean) * (total[k] - mean) / wsum;
+    for (size_t k = 0; k < n_rot; ++k) var += weights[k] * (total[k] - mean) * (total[k] - mean) / wsum;
     diagnostics_[0] = ef * (hi - lo);
     diagnostics_[1] = ef * std::sqrt(var);
     for (int c = 0; c < 3; ++c) diagnostics_[2 + c] = ef * total[n_rot + c];

@@ -37,6 +37,7 @@ private:
     double energy_factor_ = 1.0;         // LAMMPS energy units per eV
     double model_cutoff_ = 0.0;          // Angstrom
     double range_ = 0.0;                 // interaction range, Angstrom
+    std::vector<double> rotation_weights_;        // of the rotation set, for the diagnostics
     double diagnostics_[6] = {0, 0, 0, 0, 0, 0};  // for `pair extract` / compute pair
     void allocate();
 };
