@@ -270,3 +270,11 @@ def test_ipi_pes_module(tmp_path):
     with pytest.raises(ValueError, match="expected true or false"):
         ipi_pes.Symprobe_driver(structure=str(tmp_path / "init.xyz"), model="water-reference",
                                 rotations="random", inversion="maybe")
+
+
+def test_no_inet_server_gives_bounded_retry(run, tmp_path):
+    write_structure(tmp_path / "init.xyz", molecules=2)
+    driver = run.driver("--inet", f"127.0.0.1:{free_port()}", "--model", "water-reference",
+                        "--structure", "init.xyz", "--connect-timeout", "1")
+    assert finish(driver, 30) == 2
+    assert "could not connect to i-PI" in driver.log_path.read_text()

@@ -154,6 +154,7 @@ def connect(unix: str | None, inet: str | None, prefix: str, timeout: float) -> 
     """Connects to i-PI, retrying until `timeout` seconds have passed."""
     deadline = time.monotonic() + timeout
     while True:
+        sock = None
         try:
             if unix is not None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -167,7 +168,8 @@ def connect(unix: str | None, inet: str | None, prefix: str, timeout: float) -> 
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         except OSError as error:  # no socket file yet, refused, timed out
-            sock.close()
+            if sock is not None:
+                sock.close()
             if time.monotonic() > deadline:
                 target = prefix + unix if unix is not None else inet
                 raise ServerGone(f"could not connect to i-PI at {target} within {timeout:g} s "
