@@ -35,6 +35,9 @@ DEFAULTS = {
                  "augmentation": True, "inversion": True, "seed": 0, "threads": 0,
                  "dtype": "float32"},
     "output": {"directory": "runs/train", "export_dtype": "float32"},
+    # start from the weights of another run's checkpoint.pt (fine-tuning, or a second stage
+    # with other weights); `epoch` (optional) must match the checkpoint's
+    "init": {"checkpoint": "", "epoch": None},
 }
 
 
@@ -54,7 +57,9 @@ def load_config(path: str) -> dict:
     if not config["data"]["path"]:
         raise ValueError(f"{path}: [data] path (an extxyz file with energies and forces) is required")
     base = os.path.dirname(os.path.abspath(path))
-    for section, key in (("data", "path"), ("output", "directory")):
+    for section, key in (("data", "path"), ("output", "directory"), ("init", "checkpoint")):
+        if not config[section][key]:
+            continue
         value = os.path.expanduser(config[section][key])
         config[section][key] = value if os.path.isabs(value) else os.path.join(base, value)
     return config
@@ -63,8 +68,9 @@ def load_config(path: str) -> dict:
 def _portable(config: dict) -> dict:
     """The config without its absolute paths: a checkout elsewhere resumes the same run."""
     return {section: {k: v for k, v in values.items() if (section, k) not in
-                      {("data", "path"), ("output", "directory")}}
-            for section, values in config.items()}
+                      {("data", "path"), ("output", "directory"), ("init", "checkpoint")}}
+            for section, values in config.items()
+            if section != "init" or values["checkpoint"]}  # runs from before [init] existed
 
 
 @dataclass
@@ -202,6 +208,27 @@ def evaluate(model, frames, dtype, batch_size) -> dict:
             "frames": len(frames)}
 
 
+def _initialize_from(model, config: dict, elements: list[int], split: dict) -> None:
+    """Weights (baseline and energy scale included) from another run's checkpoint.pt."""
+    path, epoch = config["init"]["checkpoint"], config["init"]["epoch"]
+    saved = torch.load(path, weights_only=False)
+    if not isinstance(saved, dict) or "config" not in saved or "state" not in saved:
+        raise ValueError(f"[init] checkpoint {path} is not a checkpoint.pt of symprobe train")
+    if saved["config"]["model"] != config["model"]:
+        raise ValueError(f"[init] checkpoint {path} has model hyperparameters "
+                         f"{saved['config']['model']}, this config {config['model']}")
+    if epoch is not None and saved["state"]["epoch"] != epoch:
+        raise ValueError(f"[init] checkpoint {path} is at epoch {saved['state']['epoch']}, "
+                         f"the config expects epoch {epoch}")
+    if saved["split"] != split:  # else test frames may have been trained on
+        raise ValueError(f"[init] checkpoint {path} was trained with another data split")
+    model.load_state_dict(saved["model"])
+    if model.elements != elements:
+        raise ValueError(f"[init] checkpoint {path} was trained on elements {model.elements}, "
+                         f"the data has {elements}")
+    print(f"initialised from {os.path.normpath(path)} (epoch {saved['state']['epoch']})")
+
+
 def train(config_path: str, max_epochs: int | None = None, progress: bool = True) -> dict:
     """Runs (or resumes) the training described by config_path. `max_epochs` stops after that
     many epochs of this call (for tests and time-boxed sessions); the checkpoint allows resuming.
@@ -232,11 +259,14 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
         print(f"resuming {run} at epoch {state['epoch']}")
+    elif config["init"]["checkpoint"]:
+        _initialize_from(model, config, elements, split)
     else:
         baseline = fit_baseline([frames[i] for i in split["train"]], elements)
         model.baseline.copy_(torch.tensor(baseline))
         rms_force = torch.cat([frames[i].forces.flatten() for i in split["train"]]).pow(2).mean().sqrt()
         model.energy_scale.fill_(float(rms_force))  # eV (RMS force x 1 A)
+    if state["epoch"] == 0:
         with open(os.path.join(run, "split.json"), "w") as f:
             json.dump({"seed": data["seed"], "source": data["path"], **split}, f)
         shutil.copyfile(config_path, os.path.join(run, "config.toml"))
