@@ -1,13 +1,15 @@
 """Stability and structure of liquid water MD with a model: Langevin NVT at 300 K, 0.5 fs.
 
-Checks at every frame that no molecule breaks (each O keeps two H within 1.3 A, each H one O)
-and that energies stay finite; at the end computes g_OO(r) over the frames after equilibration
-and its first peak. Long runs checkpoint every frame and resume with the same command:
+Every --interval (0.1 ps) it checks that no molecule broke (each O keeps two H within 1.3 A,
+each H one O) and that energies stay finite, adds the frame to g_OO(r) once past equilibration,
+and writes a checkpoint (state.npz: positions, momenta, random stream, g(r) histogram). A killed
+run resumes with the same command, so 50 ps runs can span sessions:
 
-    .venv/bin/python benchmarks/water_md.py --molecules 64 --ps 50 --run-dir runs/md-64
-    .venv/bin/python benchmarks/water_md.py --molecules 512 --ps 50 --run-dir runs/md-512
+    .venv/bin/python benchmarks/water_md.py --molecules 64 --ps 50 --run-dir training/md-64
+    .venv/bin/python benchmarks/water_md.py --molecules 512 --ps 50 --run-dir training/md-512
 
-Defaults are small (1 ps). The result goes to benchmarks/results/water_md_<molecules>.json.
+Defaults are small (1 ps). The result (stability, temperature, g_OO and its first peak) goes to
+benchmarks/results/water_md_<molecules>.json.
 """
 import argparse
 import json
@@ -38,10 +40,12 @@ def main(argv=None) -> int:
     p.add_argument("--timestep", type=float, default=0.5, help="fs")
     p.add_argument("--temperature", type=float, default=300.0, help="K")
     p.add_argument("--tau", type=float, default=100.0, help="Langevin time constant, fs")
-    p.add_argument("--frame-interval", type=float, default=0.1, help="ps between frames, checks "
+    p.add_argument("--interval", type=float, default=0.1, help="ps between checks, g(r) frames "
                    "and checkpoints")
     p.add_argument("--equilibration", type=float, default=None,
-                   help="ps skipped before g(r) (default: a fifth of the run)")
+                   help="ps skipped before g(r) (default: a fifth of the run, at most 5 ps)")
+    p.add_argument("--trajectory", action="store_true", help="also append every checked frame "
+                   "to trajectory.xyz in the run folder")
     p.add_argument("--run-dir", default=None, help="checkpoint and trajectory folder "
                    "(default runs/water-md-<molecules>)")
     p.add_argument("--threads", type=int, default=0)
@@ -54,92 +58,108 @@ def main(argv=None) -> int:
     from ase.md.langevin import Langevin
 
     import symprobe
-    from symprobe.analysis import broken_water_molecules, first_peak, radial_distribution
+    from symprobe.analysis import (broken_water_molecules, first_peak, pair_histogram,
+                                   radial_distribution_from_histogram)
     from symprobe.models import DEFAULT
 
     model = args.model or DEFAULT
     run = args.run_dir or f"runs/water-md-{args.molecules}"
     os.makedirs(run, exist_ok=True)
+    equilibration = (args.equilibration if args.equilibration is not None
+                     else min(5.0, 0.2 * args.ps))
+    # everything that shapes the trajectory or its analysis; --ps may grow between calls
     settings = {"model": model, "molecules": args.molecules, "timestep_fs": args.timestep,
                 "temperature_K": args.temperature, "tau_fs": args.tau, "seed": args.seed,
-                "frame_interval_ps": args.frame_interval}
-    state_path, traj_path = os.path.join(run, "state.npz"), os.path.join(run, "trajectory.xyz")
-    settings_path, log_path = os.path.join(run, "settings.json"), os.path.join(run, "log.jsonl")
+                "interval_ps": args.interval, "equilibration_ps": equilibration}
+    state_path, settings_path = os.path.join(run, "state.npz"), os.path.join(run, "settings.json")
+    log_path, traj_path = os.path.join(run, "log.jsonl"), os.path.join(run, "trajectory.xyz")
 
+    atoms, source = start_structure(args.molecules, args.seed)
+    r_max = min(8.0, 0.5 * min(atoms.cell.lengths()) - 1e-6)
+    edges = np.linspace(0.0, r_max, int(r_max / 0.025) + 1)
     rng = np.random.default_rng(args.seed)
     if os.path.exists(state_path):
         with open(settings_path) as f:
             saved = json.load(f)
+        if args.equilibration is None:  # the default was fixed when the run started
+            settings["equilibration_ps"] = equilibration = saved.get("equilibration_ps")
         if saved != settings:
             sys.exit(f"{run} holds a run with other settings {saved}; use another --run-dir")
         state = np.load(state_path, allow_pickle=False)
-        atoms, source = start_structure(args.molecules, args.seed)
         atoms.positions = state["positions"]
         atoms.set_momenta(state["momenta"])
         step, wall = int(state["step"]), float(state["wall_seconds"])
+        g_counts, g_norm, g_frames = state["g_counts"], float(state["g_norm"]), int(state["g_frames"])
         rng.bit_generator.state = json.loads(str(state["rng"]))
         print(f"resuming {run} at {step * args.timestep / 1000:.2f} ps")
     else:
-        atoms, source = start_structure(args.molecules, args.seed)
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=rng)
         vd.Stationary(atoms)
         step, wall = 0, 0.0
+        g_counts, g_norm, g_frames = np.zeros(len(edges) - 1), 0.0, 0
         with open(settings_path, "w") as f:
             json.dump(settings, f)
     atoms.calc = symprobe.Calculator(model, threads=args.threads, rotations="none")
     dyn = Langevin(atoms, args.timestep * units.fs, temperature_K=args.temperature,
                    friction=1.0 / (args.tau * units.fs), fixcm=False, rng=rng)
+    print(f"water MD: {source}, {len(atoms)} atoms, model {atoms.calc.model.path}, "
+          f"{args.timestep} fs, Langevin {args.temperature} K (tau {args.tau} fs) -> {run}")
 
-    per_frame = max(1, round(args.frame_interval * 1000 / args.timestep))
+    per_check = max(1, round(args.interval * 1000 / args.timestep))
     total = round(args.ps * 1000 / args.timestep)
     failure = None
     while step < total and failure is None:
         t0 = time.perf_counter()
-        n = min(per_frame, total - step)
+        n = min(per_check, total - step)
         dyn.run(n)
         step += n
         wall += time.perf_counter() - t0
+        time_ps = step * args.timestep / 1000
         epot = atoms.get_potential_energy()
         problems = broken_water_molecules(atoms)
         if not np.isfinite(epot) or not np.isfinite(atoms.get_momenta()).all():
             problems.append("non-finite energy or momenta")
         if problems:
-            failure = {"time_ps": step * args.timestep / 1000, "problems": problems[:10]}
-        entry = {"step": step, "time_ps": step * args.timestep / 1000, "epot_eV": epot,
+            failure = {"time_ps": time_ps, "problems": problems[:10]}
+        elif time_ps > equilibration + 1e-9:
+            counts, norm = pair_histogram(atoms, 8, 8, edges)
+            g_counts, g_norm, g_frames = g_counts + counts, g_norm + norm, g_frames + 1
+        entry = {"step": step, "time_ps": time_ps, "epot_eV": epot,
                  "temperature_K": atoms.get_temperature(), "broken": len(problems)}
         with open(log_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
-        ase.io.write(traj_path, atoms, format="extxyz", append=True)
+        if args.trajectory or failure:
+            ase.io.write(traj_path, atoms, format="extxyz", append=True)
         np.savez(state_path + ".tmp.npz", positions=atoms.positions, momenta=atoms.get_momenta(),
-                 step=step, wall_seconds=wall, rng=json.dumps(rng.bit_generator.state))
+                 step=step, wall_seconds=wall, rng=json.dumps(rng.bit_generator.state),
+                 g_counts=g_counts, g_norm=g_norm, g_frames=g_frames)
         os.replace(state_path + ".tmp.npz", state_path)  # atomic: a kill never corrupts it
-        print(f"{entry['time_ps']:8.2f} ps  Epot {epot:12.4f} eV  T {entry['temperature_K']:6.1f} K"
+        print(f"{time_ps:8.2f} ps  Epot {epot:12.4f} eV  T {entry['temperature_K']:6.1f} K"
               f"  broken {len(problems)}  ({1e3 * wall / step:.1f} ms/step)", flush=True)
 
     with open(log_path) as f:
         log = [json.loads(line) for line in f]
-    frames = ase.io.read(traj_path, index=":")
-    time_ps = np.array([e["time_ps"] for e in log])
-    equilibration = args.equilibration if args.equilibration is not None else 0.2 * time_ps[-1]
-    after = [a for a, t in zip(frames, time_ps) if t > equilibration]
-    r_max = min(8.0, 0.5 * min(atoms.cell.lengths()))
-    r, g = radial_distribution(after, 8, 8, r_max, n_bins=int(r_max / 0.025))
-    peak_r, peak_g = first_peak(r, g)
-    temperatures = np.array([e["temperature_K"] for e in log if e["time_ps"] > equilibration])
+    failures = [e for e in log if e["broken"]]
+    after = np.array([e["temperature_K"] for e in log if e["time_ps"] > equilibration + 1e-9])
     result = {"model": model, "source": source, "settings": settings, "atoms": len(atoms),
-              "simulated_ps": float(time_ps[-1]), "target_ps": args.ps,
-              "stable": failure is None, "failure": failure,
-              "max_broken_molecule_reports": int(max(e["broken"] for e in log)),
-              "temperature_mean_K": float(temperatures.mean()) if len(temperatures) else None,
-              "temperature_std_K": float(temperatures.std()) if len(temperatures) else None,
-              "g_OO_frames": len(after), "g_OO_first_peak_A": peak_r, "g_OO_first_peak_height": peak_g,
-              "g_OO": {"r_A": r.round(4).tolist(), "g": g.round(4).tolist()},
-              "wall_seconds": wall, "ms_per_step": 1e3 * wall / max(step, 1),
+              "simulated_ps": log[-1]["time_ps"] if log else 0.0, "target_ps": args.ps,
+              "stable": not failures, "first_failure": failure or (failures[0] if failures else None),
+              "temperature_mean_K": float(after.mean()) if len(after) else None,
+              "temperature_std_K": float(after.std()) if len(after) else None,
+              "g_OO_frames": g_frames, "wall_seconds": wall, "ms_per_step": 1e3 * wall / max(step, 1),
               "torch_threads": args.threads}
+    if g_frames:
+        r, g = radial_distribution_from_histogram(edges, g_counts, g_norm)
+        peak_r, peak_g = first_peak(r, g)
+        result.update({"g_OO_first_peak_A": peak_r, "g_OO_first_peak_height": peak_g,
+                       "g_OO": {"r_A": r.round(4).tolist(), "g": g.round(4).tolist()}})
     out = write_json(f"water_md_{args.molecules}", result)
-    print(f"{'stable' if failure is None else 'FAILED'} over {time_ps[-1]:.2f} ps; g_OO first peak "
-          f"{peak_r:.3f} A (height {peak_g:.2f}, {len(after)} frames); -> {out}")
-    return 0 if failure is None else 1
+    peak = (f"g_OO first peak {result['g_OO_first_peak_A']:.3f} A (height "
+            f"{result['g_OO_first_peak_height']:.2f}, {g_frames} frames)" if g_frames else
+            "no frames past equilibration yet")
+    print(f"{'stable' if result['stable'] else 'FAILED'} over {result['simulated_ps']:.2f} ps; "
+          f"{peak} -> {out}")
+    return 0 if result["stable"] else 1
 
 
 if __name__ == "__main__":

@@ -169,3 +169,42 @@ def test_training_config_errors(tmp_path, six_frames):
     cfg.write_text('[training]\nepochs = 3\n')
     with pytest.raises(ValueError, match=r"\[data\] path"):
         train(str(cfg))
+
+
+def test_second_stage_starts_from_first_stage_weights(tmp_path, six_frames):
+    from symprobe.train import train
+    first = write_config(tmp_path, six_frames, 2, "first")
+    train(str(first), progress=False)
+    second = write_config(tmp_path, six_frames, 1, "second")
+    text = second.read_text()
+    second.write_text(text.replace("learning_rate = 1e-2", "learning_rate = 1e-12")
+                      + '[init]\ncheckpoint = "first/checkpoint.pt"\nepoch = 2\n')
+    train(str(second), progress=False)
+    a = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "second" / "checkpoint.pt", weights_only=False)["model"]
+    # a learning rate of 1e-12 leaves the weights where stage 1 ended (baseline included)
+    assert torch.equal(a["baseline"], b["baseline"])
+    assert torch.equal(a["energy_scale"], b["energy_scale"])
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-9), key
+    # the wrong epoch, other hyperparameters or another split are refused by name
+    for old, new, message in (("epoch = 2", "epoch = 5", "is at epoch 2, the config expects epoch 5"),
+                              ("d_model = 16", "d_model = 8", "model hyperparameters"),
+                              ("seed = 1\n", "seed = 2\n", "another data split")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(second.read_text().replace(old, new).replace('"second"', '"bad"'))
+        with pytest.raises(ValueError, match=message):
+            train(str(bad), progress=False)
+
+
+def test_training_device_is_checked(tmp_path, six_frames):
+    from symprobe.train import train, training_device
+    assert training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = write_config(tmp_path, six_frames, 1)
+    cfg.write_text(cfg.read_text().replace("threads = 1", 'threads = 1\ndevice = "tpu"'))
+    with pytest.raises(ValueError, match="device must be cpu, cuda, cuda:N or auto, got 'tpu'"):
+        train(str(cfg), progress=False)
+    if not torch.cuda.is_available():
+        cfg.write_text(cfg.read_text().replace('"tpu"', '"cuda"'))
+        with pytest.raises(ValueError, match="no CUDA device"):
+            train(str(cfg), progress=False)

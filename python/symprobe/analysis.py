@@ -30,35 +30,47 @@ def broken_water_molecules(atoms, oh_max: float = 1.3) -> list[str]:
     return problems
 
 
+def pair_histogram(atoms, z_a: int, z_b: int, edges: np.ndarray) -> tuple[np.ndarray, float]:
+    """Counts of a-b distances (Angstrom) in the bins `edges` for one periodic frame, and the
+    ideal-gas normalisation n_a n_b / V of that frame: sums of both over frames give g(r) via
+    `radial_distribution_from_histogram` (so long runs can accumulate it on the fly)."""
+    if not all(atoms.pbc):
+        raise ValueError("pair_histogram needs a fully periodic frame")
+    cell = atoms.cell.array
+    volume = abs(np.linalg.det(cell))
+    widths = volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    r_max = float(edges[-1])
+    if r_max > 0.5 * widths.min() + 1e-12:
+        raise ValueError(f"r_max {r_max} A exceeds half the smallest box width "
+                         f"{0.5 * widths.min():.3f} A")
+    numbers = atoms.numbers
+    nl = neighbor_list(atoms.positions, cell, atoms.pbc, r_max)
+    pair = (numbers[nl.centers] == z_a) & (numbers[nl.neighbors] == z_b)
+    counts = np.histogram(np.linalg.norm(nl.vectors[pair], axis=1), bins=edges)[0]
+    n_a, n_b = int((numbers == z_a).sum()), int((numbers == z_b).sum())
+    return counts.astype(float), n_a * (n_b - 1 if z_a == z_b else n_b) / volume
+
+
+def radial_distribution_from_histogram(edges: np.ndarray, counts: np.ndarray, norm: float
+                                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Bin centres (Angstrom) and g(r) from summed `pair_histogram` results."""
+    if norm <= 0:
+        raise ValueError("radial distribution: no frames accumulated")
+    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
+    return 0.5 * (edges[1:] + edges[:-1]), counts / (norm * shell)
+
+
 def radial_distribution(frames: Iterable, z_a: int, z_b: int, r_max: float,
                         n_bins: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """g_ab(r) averaged over periodic frames: bin centres (Angstrom) and g, normalised so that an
     ideal gas at the same density gives 1. r_max must not exceed half the smallest box width."""
     edges = np.linspace(0.0, r_max, n_bins + 1)
-    counts = np.zeros(n_bins)
-    norm = 0.0
-    n_frames = 0
+    counts, norm = np.zeros(n_bins), 0.0
     for atoms in frames:
-        if not all(atoms.pbc):
-            raise ValueError("radial_distribution needs fully periodic frames")
-        cell = atoms.cell.array
-        volume = abs(np.linalg.det(cell))
-        widths = volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
-        if r_max > 0.5 * widths.min() + 1e-12:
-            raise ValueError(f"r_max {r_max} A exceeds half the smallest box width "
-                             f"{0.5 * widths.min():.3f} A")
-        numbers = atoms.numbers
-        nl = neighbor_list(atoms.positions, cell, atoms.pbc, r_max)
-        pair = (numbers[nl.centers] == z_a) & (numbers[nl.neighbors] == z_b)
-        counts += np.histogram(np.linalg.norm(nl.vectors[pair], axis=1), bins=edges)[0]
-        n_a, n_b = int((numbers == z_a).sum()), int((numbers == z_b).sum())
-        n_pairs_b = n_b - 1 if z_a == z_b else n_b
-        norm += n_a * n_pairs_b / volume
-        n_frames += 1
-    if n_frames == 0:
-        raise ValueError("radial_distribution: no frames")
-    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
-    return 0.5 * (edges[1:] + edges[:-1]), counts / (norm * shell)
+        c, n = pair_histogram(atoms, z_a, z_b, edges)
+        counts += c
+        norm += n
+    return radial_distribution_from_histogram(edges, counts, norm)
 
 
 def first_peak(r: np.ndarray, g: np.ndarray, r_range: tuple[float, float] = (2.0, 3.3)

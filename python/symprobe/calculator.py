@@ -6,6 +6,7 @@ from ase.calculators.calculator import Calculator as _AseCalculator
 from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 
 from .core import Model, load_model
+from .models import DEFAULT
 
 
 class Calculator(_AseCalculator):
@@ -23,8 +24,9 @@ class Calculator(_AseCalculator):
     DIAGNOSTICS = ("rotation_energies", "energy_std", "energy_spread", "forces_rms_spread",
                    "net_force", "net_torque")
 
-    def __init__(self, model="water-reference", **options):
-        """options: those of :func:`symprobe.load_model` (device, threads, skin, rotations,
+    def __init__(self, model=None, **options):
+        """model: a loaded Model, a .pt path or a bundled name (default: the bundled default,
+        symprobe.models.DEFAULT). options: those of :func:`symprobe.load_model` (device, threads, skin, rotations,
         inversion, randomize, seed, chunk) when `model` is not loaded yet; the rest go to
         ASE's Calculator."""
         names = ("device", "threads", "skin", "rotations", "inversion", "randomize", "seed", "chunk")
@@ -35,7 +37,7 @@ class Calculator(_AseCalculator):
                 raise ValueError("model options apply when the Calculator loads the model itself")
             self.model = model
         else:
-            self.model = load_model(model, **model_options)
+            self.model = load_model(DEFAULT if model is None else model, **model_options)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

@@ -33,8 +33,9 @@ DEFAULTS = {
                  "warmup_epochs": 2, "energy_weight": 1.0, "energy_weight_start": None,
                  "energy_ramp_epochs": 0, "forces_weight": 1.0, "grad_clip": 0.0,
                  "augmentation": True, "inversion": True, "seed": 0, "threads": 0,
-                 "dtype": "float32"},
-    "output": {"directory": "runs/train", "export_dtype": "float32"},
+                 "dtype": "float32", "device": "cpu"},
+    "output": {"directory": "runs/train", "export_dtype": "float32", "name": "pet",
+               "description": "PET-style model trained by symprobe train"},
     # start from the weights of another run's checkpoint.pt (fine-tuning, or a second stage
     # with other weights); `epoch` (optional) must match the checkpoint's
     "init": {"checkpoint": "", "epoch": None},
@@ -66,9 +67,12 @@ def load_config(path: str) -> dict:
 
 
 def _portable(config: dict) -> dict:
-    """The config without its absolute paths: a checkout elsewhere resumes the same run."""
+    """The config without what does not change the training (absolute paths, the exported
+    model's name, the device): a checkout elsewhere, a renamed export or a run moved between
+    CPU and GPU resumes the same run."""
     return {section: {k: v for k, v in values.items() if (section, k) not in
-                      {("data", "path"), ("output", "directory"), ("init", "checkpoint")}}
+                      {("data", "path"), ("output", "directory"), ("init", "checkpoint"),
+                       ("output", "name"), ("output", "description"), ("training", "device")}}
             for section, values in config.items()
             if section != "init" or values["checkpoint"]}  # runs from before [init] existed
 
@@ -137,7 +141,7 @@ def random_rotations(n: int, generator: torch.Generator, inversion: bool) -> tor
     return q
 
 
-def batch_graph(frames: list[Frame], rotations, dtype):
+def batch_graph(frames: list[Frame], rotations, dtype, device="cpu"):
     """Concatenate frames into one graph (the contract's batched call), rotating each frame's
     edge vectors and target forces by its rotation."""
     numbers, centers, neighbors, vectors, forces, owner = [], [], [], [], [], []
@@ -153,22 +157,25 @@ def batch_graph(frames: list[Frame], rotations, dtype):
         forces.append(fr)
         owner.append(torch.full((len(f.numbers),), k, dtype=torch.long))
         offset += len(f.numbers)
-    return (torch.cat(numbers), torch.cat(centers), torch.cat(neighbors),
-            torch.cat(vectors).to(dtype), torch.cat(forces), torch.cat(owner))
+    return tuple(t.to(device) for t in (torch.cat(numbers), torch.cat(centers),
+                                        torch.cat(neighbors), torch.cat(vectors).to(dtype),
+                                        torch.cat(forces), torch.cat(owner)))
 
 
-def predict(model, frames, rotations, dtype, create_graph: bool):
-    """Energies per frame (eV), forces (eV/A) and the batched graph's targets."""
-    numbers, centers, neighbors, vectors, forces_ref, owner = batch_graph(frames, rotations, dtype)
+def predict(model, frames, rotations, dtype, create_graph: bool, device="cpu"):
+    """Energies per frame (eV), forces (eV/A) and the batched graph's targets (on `device`)."""
+    numbers, centers, neighbors, vectors, forces_ref, owner = batch_graph(frames, rotations, dtype,
+                                                                          device)
     vectors.requires_grad_(True)
     atomic = model(numbers, centers, neighbors, vectors)
-    energy = torch.zeros(len(frames), dtype=torch.float64).index_add(0, owner, atomic.double())
+    energy = torch.zeros(len(frames), dtype=torch.float64, device=device).index_add(
+        0, owner, atomic.double())
     grad, = torch.autograd.grad(energy.sum(), vectors, create_graph=create_graph)
     # the contract's force formula (see docs/model-contract.md)
-    forces = torch.zeros(len(numbers), 3, dtype=grad.dtype)
+    forces = torch.zeros(len(numbers), 3, dtype=grad.dtype, device=device)
     forces = forces.index_add(0, centers, grad).index_add(0, neighbors, -grad)
-    energy_ref = torch.tensor([f.energy for f in frames], dtype=torch.float64)
-    n_atoms = torch.tensor([len(f.numbers) for f in frames], dtype=torch.float64)
+    energy_ref = torch.tensor([f.energy for f in frames], dtype=torch.float64, device=device)
+    n_atoms = torch.tensor([len(f.numbers) for f in frames], dtype=torch.float64, device=device)
     return energy, forces, energy_ref, forces_ref, n_atoms
 
 
@@ -192,14 +199,14 @@ def energy_weight(epoch: int, cfg: dict) -> float:
     return start * (final / start) ** (epoch / ramp)
 
 
-def evaluate(model, frames, dtype, batch_size) -> dict:
+def evaluate(model, frames, dtype, batch_size, device="cpu") -> dict:
     """E MAE/RMSE (meV/atom) and F MAE/RMSE (meV/A) over frames, no augmentation."""
     de, df = [], []
     for b in range(0, len(frames), batch_size):
         chunk = frames[b:b + batch_size]
-        e, f, e_ref, f_ref, n = predict(model, chunk, None, dtype, create_graph=False)
-        de.append(((e.detach().double() - e_ref) / n).numpy())
-        df.append((f.detach().double() - f_ref).numpy().ravel())
+        e, f, e_ref, f_ref, n = predict(model, chunk, None, dtype, False, device)
+        de.append(((e.detach().double() - e_ref) / n).cpu().numpy())
+        df.append((f.detach().double() - f_ref).cpu().numpy().ravel())
     de, df = np.concatenate(de) * 1e3, np.concatenate(df) * 1e3
     return {"energy_mae_meV_per_atom": float(np.abs(de).mean()),
             "energy_rmse_meV_per_atom": float(np.sqrt((de ** 2).mean())),
@@ -211,7 +218,7 @@ def evaluate(model, frames, dtype, batch_size) -> dict:
 def _initialize_from(model, config: dict, elements: list[int], split: dict) -> None:
     """Weights (baseline and energy scale included) from another run's checkpoint.pt."""
     path, epoch = config["init"]["checkpoint"], config["init"]["epoch"]
-    saved = torch.load(path, weights_only=False)
+    saved = torch.load(path, weights_only=False, map_location="cpu")
     if not isinstance(saved, dict) or "config" not in saved or "state" not in saved:
         raise ValueError(f"[init] checkpoint {path} is not a checkpoint.pt of symprobe train")
     if saved["config"]["model"] != config["model"]:
@@ -240,6 +247,7 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
     if tcfg["threads"]:
         torch.set_num_threads(int(tcfg["threads"]))
     dtype = {"float32": torch.float32, "float64": torch.float64}[tcfg["dtype"]]
+    device = training_device(tcfg["device"])
 
     frames = read_frames(data["path"], hyp["cutoff"], data["energy_key"], data["forces_key"])
     split = split_indices(len(frames), data["split"], data["seed"])
@@ -247,11 +255,11 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
     checkpoint_path = os.path.join(run, "checkpoint.pt")
 
     torch.manual_seed(tcfg["seed"])
-    model = PET(elements, **hyp).to(dtype)
+    model = PET(elements, **hyp).to(dtype).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["learning_rate"])
     state = {"epoch": 0, "best_validation": float("inf"), "seconds": 0.0}
     if os.path.exists(checkpoint_path):
-        saved = torch.load(checkpoint_path, weights_only=False)
+        saved = torch.load(checkpoint_path, weights_only=False, map_location="cpu")
         if _portable(saved["config"]) != _portable(config) or saved["split"] != split:
             raise ValueError(f"{checkpoint_path} belongs to a different configuration or split; "
                              "use another [output] directory or remove the checkpoint")
@@ -295,7 +303,8 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
         for b in bar:
             idx = order[b:b + bs]
             rot = rotations[idx] if rotations is not None else None
-            e, f, e_ref, f_ref, n = predict(model, [train_frames[i] for i in idx], rot, dtype, True)
+            e, f, e_ref, f_ref, n = predict(model, [train_frames[i] for i in idx], rot, dtype, True,
+                                            device)
             loss_e = (((e.double() - e_ref) / n) ** 2).mean()
             loss_f = ((f.double() - f_ref) ** 2).mean()
             loss = w_energy * loss_e + tcfg["forces_weight"] * loss_f
@@ -308,7 +317,7 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
             bar.set_postfix(loss=f"{np.mean(losses):.3e}",
                             F_rmse=f"{1e3 * math.sqrt(float(loss_f.detach())):.0f}meV/A")
         model.eval()
-        val = evaluate(model, val_frames, dtype, bs) if val_frames else {}
+        val = evaluate(model, val_frames, dtype, bs, device) if val_frames else {}
         # fixed criterion across epochs (the training weight ramps)
         val_loss = (tcfg["energy_weight"] * (val["energy_rmse_meV_per_atom"] / 1e3) ** 2
                     + tcfg["forces_weight"] * (val["forces_rmse_meV_per_A"] / 1e3) ** 2
@@ -342,23 +351,40 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
     return finish(run, model, frames, split, config, state)
 
 
+def training_device(name: str) -> torch.device:
+    """"cpu", "cuda", "cuda:N" or "auto" (CUDA when available, else CPU)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"[training] device must be cpu, cuda, cuda:N or auto, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"[training] device = {name!r}, but this torch has no CUDA device "
+                         "(use cpu or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"[training] device must be cpu, cuda, cuda:N or auto, got {name!r}")
+    return device
+
+
 def finish(run, model, frames, split, config, state) -> dict:
     """Final report with the best-validation weights, and the export."""
-    best = torch.load(os.path.join(run, "best.pt"), weights_only=False)
+    best = torch.load(os.path.join(run, "best.pt"), weights_only=False, map_location="cpu")
     model.load_state_dict(best["model"])
     model.eval()
-    dtype = next(model.parameters()).dtype
+    dtype, device = next(model.parameters()).dtype, next(model.parameters()).device
     report = {"best_epoch": best["epoch"], "epochs": state["epoch"],
               "train_seconds": state["seconds"], "torch_threads": torch.get_num_threads()}
     for name, idx in split.items():
         if idx:
             report[name] = evaluate(model, [frames[i] for i in idx], dtype,
-                                    config["training"]["batch_size"])
+                                    config["training"]["batch_size"], device)
+    model.cpu()  # the export is a CPU file (the core moves it to a GPU on load)
     export_dtype = {"float32": torch.float32, "float64": torch.float64}[config["output"]["export_dtype"]]
     path = os.path.join(run, "model.pt")
     export_model(model, path, cutoff=model.cutoff, interaction_range=model.interaction_range,
                  elements=[element_symbol(z) for z in model.elements], dtype=export_dtype,
-                 name="pet", description="PET-style model trained by symprobe train",
+                 name=config["output"]["name"], description=config["output"]["description"],
                  overwrite=True, hypers=config["model"])
     report["model"] = path
     with open(os.path.join(run, "report.json"), "w") as f:

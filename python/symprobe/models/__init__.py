@@ -10,8 +10,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 BUNDLED = {
     "water-reference": "water-reference.pt",
     "water-orientation": "water-orientation.pt",
+    "water-pet": "water-pet.pt",  # PET-style, trained on revPBE0-D3 water (docs/water-model.md)
 }
-DEFAULT = "water-reference"
+DEFAULT = "water-pet"
 
 
 def bundled_path(name: str) -> Optional[str]:

@@ -95,8 +95,8 @@ class PET(nn.Module):
         for k, z in enumerate(self.elements):
             index[z] = k
         self.register_buffer("species_index", index)
-        # per-element energy baseline (eV), fitted by least squares before training; cast to
-        # the model's dtype with it (the core sums per-atom energies in float64)
+        # per-element energy baseline (eV), fitted by least squares before training; added in
+        # float64 (see forward)
         self.register_buffer("baseline", torch.zeros(len(self.elements), dtype=torch.float64))
         # eV; the network's O(1) outputs are multiplied by it (set to the RMS force of the
         # training set times 1 A) so that learning starts at the right energy scale
@@ -151,4 +151,7 @@ class PET(nn.Module):
             edge_out = tokens[:, 1:].reshape(n_atoms * width, -1)[slot]
             energies = energies + layer.atom_energy(atom).squeeze(-1)
             energies = energies.index_add(0, centers, layer.bond_energy(edge_out).squeeze(-1) * fc)
-        return energies * self.energy_scale.to(vectors.dtype) + self.baseline[s].to(vectors.dtype)
+        # float64 even for a float32 model: baselines are ~100 eV per atom, and float32 sums
+        # would round each atom to ~1e-5 eV, far above sub-meV rotational errors
+        return (energies.to(torch.float64) * self.energy_scale.to(torch.float64)
+                + self.baseline[s].to(torch.float64))
