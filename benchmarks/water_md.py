@@ -12,6 +12,7 @@ Defaults are small (1 ps). The result (stability, temperature, g_OO and its firs
 benchmarks/results/water_md_<molecules>.json.
 """
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -75,7 +76,13 @@ def main(argv=None) -> int:
     log_path, traj_path = os.path.join(run, "log.jsonl"), os.path.join(run, "trajectory.xyz")
 
     atoms, source = start_structure(args.molecules, args.seed)
-    r_max = min(8.0, 0.5 * min(atoms.cell.lengths()) - 1e-6)
+    atoms.calc = symprobe.Calculator(model, threads=args.threads, rotations="none")
+    with open(atoms.calc.model.path, "rb") as f:  # a resumed run must use the same file
+        settings["model_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    volume = abs(np.linalg.det(atoms.cell.array))
+    widths = volume / np.linalg.norm(np.cross(atoms.cell.array[[1, 2, 0]],
+                                              atoms.cell.array[[2, 0, 1]]), axis=1)
+    r_max = min(8.0, 0.5 * widths.min() - 1e-6)
     edges = np.linspace(0.0, r_max, int(r_max / 0.025) + 1)
     rng = np.random.default_rng(args.seed)
     if os.path.exists(state_path):
@@ -91,15 +98,21 @@ def main(argv=None) -> int:
         step, wall = int(state["step"]), float(state["wall_seconds"])
         g_counts, g_norm, g_frames = state["g_counts"], float(state["g_norm"]), int(state["g_frames"])
         rng.bit_generator.state = json.loads(str(state["rng"]))
-        print(f"resuming {run} at {step * args.timestep / 1000:.2f} ps")
+        failure = json.loads(str(state["failure"]))
+        # log lines written after the last checkpoint (a kill in between) are dropped
+        with open(log_path) as f:
+            kept = [line for line in f if json.loads(line)["step"] <= step]
+        with open(log_path, "w") as f:
+            f.writelines(kept)
+        print(f"resuming {run} at {step * args.timestep / 1000:.2f} ps"
+              + (" (it failed there: reporting only)" if failure else ""))
     else:
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=rng)
         vd.Stationary(atoms)
-        step, wall = 0, 0.0
+        step, wall, failure = 0, 0.0, None
         g_counts, g_norm, g_frames = np.zeros(len(edges) - 1), 0.0, 0
         with open(settings_path, "w") as f:
             json.dump(settings, f)
-    atoms.calc = symprobe.Calculator(model, threads=args.threads, rotations="none")
     dyn = Langevin(atoms, args.timestep * units.fs, temperature_K=args.temperature,
                    friction=1.0 / (args.tau * units.fs), fixcm=False, rng=rng)
     print(f"water MD: {source}, {len(atoms)} atoms, model {atoms.calc.model.path}, "
@@ -107,18 +120,18 @@ def main(argv=None) -> int:
 
     per_check = max(1, round(args.interval * 1000 / args.timestep))
     total = round(args.ps * 1000 / args.timestep)
-    failure = None
     while step < total and failure is None:
         t0 = time.perf_counter()
         n = min(per_check, total - step)
-        dyn.run(n)
+        try:
+            dyn.run(n)
+            epot = atoms.get_potential_energy()
+            problems = broken_water_molecules(atoms)
+        except (RuntimeError, ValueError) as error:  # e.g. the core refusing non-finite forces
+            epot, problems = float("nan"), [f"evaluation failed: {error}"]
         step += n
         wall += time.perf_counter() - t0
         time_ps = step * args.timestep / 1000
-        epot = atoms.get_potential_energy()
-        problems = broken_water_molecules(atoms)
-        if not np.isfinite(epot) or not np.isfinite(atoms.get_momenta()).all():
-            problems.append("non-finite energy or momenta")
         if problems:
             failure = {"time_ps": time_ps, "problems": problems[:10]}
         elif time_ps > equilibration + 1e-9:
@@ -132,7 +145,7 @@ def main(argv=None) -> int:
             ase.io.write(traj_path, atoms, format="extxyz", append=True)
         np.savez(state_path + ".tmp.npz", positions=atoms.positions, momenta=atoms.get_momenta(),
                  step=step, wall_seconds=wall, rng=json.dumps(rng.bit_generator.state),
-                 g_counts=g_counts, g_norm=g_norm, g_frames=g_frames)
+                 g_counts=g_counts, g_norm=g_norm, g_frames=g_frames, failure=json.dumps(failure))
         os.replace(state_path + ".tmp.npz", state_path)  # atomic: a kill never corrupts it
         print(f"{time_ps:8.2f} ps  Epot {epot:12.4f} eV  T {entry['temperature_K']:6.1f} K"
               f"  broken {len(problems)}  ({1e3 * wall / step:.1f} ms/step)", flush=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from common import HERE, SHARED_DATA, write_json
 
-GRIDS = {"0": ("none", False), "i": ("none", True), "2": ("grid 2", False),
+GRIDS = {"0": ("none", False), "i": ("grid 1", True), "2": ("grid 2", False),
          "2i": ("grid 2", True), "3": ("grid 3", False), "3i": ("grid 3", True)}
 HARTREE_EV = 27.211386245988  # CODATA 2018
 
@@ -27,6 +27,9 @@ def paper_rotational_errors() -> dict:
     """Mean |E_grid - E_3i| per frame (meV) of the paper's PET on the 190 test frames."""
     path = SHARED_DATA / "paper-archive" / "test_errors.delta"
     data = np.loadtxt(path)
+    data = data[data[:, 0] > 0]  # i-PI's step-0 row repeats the first frame
+    if len(data) != 190:
+        raise ValueError(f"{path}: expected 190 frames after step 0, found {len(data)}")
     columns = dict(zip(GRIDS, data[:, 1:7].T))
     return {g: float(np.abs(columns[g] - columns["3i"]).mean() * HARTREE_EV * 1e3)
             for g in GRIDS if g != "3i"}

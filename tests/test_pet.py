@@ -175,6 +175,10 @@ def test_second_stage_starts_from_first_stage_weights(tmp_path, six_frames):
     from symprobe.train import train
     first = write_config(tmp_path, six_frames, 2, "first")
     train(str(first), progress=False)
+    # a baseline no fresh start would fit: it must come from the checkpoint
+    checkpoint = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=False)
+    checkpoint["model"]["baseline"] += 0.125
+    torch.save(checkpoint, tmp_path / "first" / "checkpoint.pt")
     second = write_config(tmp_path, six_frames, 1, "second")
     text = second.read_text()
     second.write_text(text.replace("learning_rate = 1e-2", "learning_rate = 1e-12")
@@ -189,6 +193,8 @@ def test_second_stage_starts_from_first_stage_weights(tmp_path, six_frames):
         assert torch.allclose(a[key], b[key], atol=1e-9), key
     # the wrong epoch, other hyperparameters or another split are refused by name
     for old, new, message in (("epoch = 2", "epoch = 5", "is at epoch 2, the config expects epoch 5"),
+                              ('checkpoint = "first/checkpoint.pt"\n', "",
+                               "epoch needs \\[init\\] checkpoint"),
                               ("d_model = 16", "d_model = 8", "model hyperparameters"),
                               ("seed = 1\n", "seed = 2\n", "another data split")):
         bad = tmp_path / "bad.toml"
@@ -208,3 +214,21 @@ def test_training_device_is_checked(tmp_path, six_frames):
         cfg.write_text(cfg.read_text().replace('"tpu"', '"cuda"'))
         with pytest.raises(ValueError, match="no CUDA device"):
             train(str(cfg), progress=False)
+
+
+def test_float32_model_adds_large_baselines_without_rounding():
+    # element energies of real water (~ -188 and -94 eV per atom): a float32 sum would round
+    # every atom's energy to ~1e-5 eV and the total of 24 atoms to ~1e-4 eV
+    model32, model64 = small_pet(dtype=torch.float32), small_pet(dtype=torch.float64)
+    for model in (model32, model64):
+        model.baseline.copy_(torch.tensor([-93.7982, -187.5964]))
+    atoms = water_box(8, seed=2)
+    species, centers, neighbors, vectors = graph(atoms, 3.5)
+    e32 = model32(species, centers, neighbors, vectors.float())
+    e64 = model64(species, centers, neighbors, vectors)
+    assert e32.dtype == torch.float64
+    baseline = model64.baseline[model64.species_index[species]].sum()
+    network32, network64 = (e32.sum() - baseline).item(), (e64.sum() - baseline).item()
+    # only the float32 network part remains (~5e-7 eV here; a float32 sum of the baselines
+    # would be off by ~6e-5 eV)
+    assert abs(network32 - network64) < 1e-6 * max(1.0, abs(network64)), (network32, network64)

@@ -25,7 +25,7 @@ def test_bundled_model_is_the_default_and_the_recorded_run():
     assert model.dtype == "float32" and model.cutoff == 4.0 and model.interaction_range == 8.0
     # the committed file holds exactly the best-validation weights of the committed run
     bundled = torch.jit.load(bundled_path("water-pet")).state_dict()
-    best = torch.load(RUN / "best.pt", weights_only=False)["model"]
+    best = torch.load(RUN / "best.pt", weights_only=False, map_location="cpu")["model"]
     assert bundled.keys() == best.keys()
     for key, value in best.items():
         assert torch.equal(bundled[key], value.to(bundled[key].dtype)), key

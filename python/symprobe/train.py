@@ -55,6 +55,8 @@ def load_config(path: str) -> dict:
     unknown = set(user) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"{path}: unknown section(s) {sorted(unknown)}")
+    if config["init"]["epoch"] is not None and not config["init"]["checkpoint"]:
+        raise ValueError(f"{path}: [init] epoch needs [init] checkpoint")
     if not config["data"]["path"]:
         raise ValueError(f"{path}: [data] path (an extxyz file with energies and forces) is required")
     base = os.path.dirname(os.path.abspath(path))
@@ -229,10 +231,12 @@ def _initialize_from(model, config: dict, elements: list[int], split: dict) -> N
                          f"the config expects epoch {epoch}")
     if saved["split"] != split:  # else test frames may have been trained on
         raise ValueError(f"[init] checkpoint {path} was trained with another data split")
+    index = saved["model"]["species_index"]
+    trained = (index >= 0).nonzero().flatten().tolist()
+    if trained != elements:
+        raise ValueError(f"[init] checkpoint {path} was trained on elements Z={trained}, "
+                         f"the data has Z={elements}")
     model.load_state_dict(saved["model"])
-    if model.elements != elements:
-        raise ValueError(f"[init] checkpoint {path} was trained on elements {model.elements}, "
-                         f"the data has {elements}")
     print(f"initialised from {os.path.normpath(path)} (epoch {saved['state']['epoch']})")
 
 
@@ -328,12 +332,14 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
                  "train_loss": float(np.mean(losses)),
                  "validation_loss": val_loss, **{f"validation_{k}": v for k, v in val.items()},
                  "seconds": state["seconds"]}
+        # CPU tensors: a checkpoint written on a GPU loads anywhere
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         if val_loss < state["best_validation"]:
             state["best_validation"] = val_loss
-            torch.save({"model": model.state_dict(), "epoch": epoch + 1},
+            torch.save({"model": weights, "epoch": epoch + 1},
                        os.path.join(run, "best.pt.tmp"))
             os.replace(os.path.join(run, "best.pt.tmp"), os.path.join(run, "best.pt"))
-        saved = {"config": config, "split": split, "model": model.state_dict(),
+        saved = {"config": config, "split": split, "model": weights,
                  "optimizer": optimizer.state_dict(), "state": state}
         torch.save(saved, checkpoint_path + ".tmp")
         os.replace(checkpoint_path + ".tmp", checkpoint_path)  # atomic: a kill never corrupts it
@@ -364,6 +370,9 @@ def training_device(name: str) -> torch.device:
                          "(use cpu or auto)")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"[training] device must be cpu, cuda, cuda:N or auto, got {name!r}")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"[training] device = {name!r}, but there are only "
+                         f"{torch.cuda.device_count()} CUDA devices")
     return device
 
 

@@ -95,8 +95,8 @@ class PET(nn.Module):
         for k, z in enumerate(self.elements):
             index[z] = k
         self.register_buffer("species_index", index)
-        # per-element energy baseline (eV), fitted by least squares before training; added in
-        # float64 (see forward)
+        # per-element energy baseline (eV), fitted by least squares before training; cast with
+        # the model (a constant ~1e-5 eV rounding per element in float32) but added in float64
         self.register_buffer("baseline", torch.zeros(len(self.elements), dtype=torch.float64))
         # eV; the network's O(1) outputs are multiplied by it (set to the RMS force of the
         # training set times 1 A) so that learning starts at the right energy scale
