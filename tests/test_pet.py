@@ -144,6 +144,14 @@ def test_training_lowers_loss_and_reports(tmp_path, six_frames):
     assert report["test"]["frames"] == 1
     model = symprobe.load_model(report["model"])
     assert model.dtype == "float32" and model.metadata["name"] == "pet"
+    # the refitted baseline leaves no mean energy error per atom on the training frames
+    frames = ase.io.read(six_frames, index=":")
+    errors = [(model.compute(frames[k].positions, frames[k].numbers, frames[k].cell.array, True,
+                             forces=False, virial=False)["energy"] - frames[k].get_potential_energy())
+              / len(frames[k]) for k in split["train"]]
+    assert abs(np.mean(errors)) < 1e-5, errors  # float32 model, ~1e-6 eV/atom round-off
+    shift = report["baseline_shift_eV"]
+    assert set(shift) == {"H", "O"} and abs(shift["O"]) > 1e-5  # it did move
 
 
 def test_interrupted_training_resumes_exactly(tmp_path, six_frames):

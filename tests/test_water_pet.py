@@ -23,12 +23,16 @@ def test_bundled_model_is_the_default_and_the_recorded_run():
     meta = model.metadata
     assert meta["name"] == "water-pet" and meta["elements"] == ["H", "O"]
     assert model.dtype == "float32" and model.cutoff == 4.0 and model.interaction_range == 8.0
-    # the committed file holds exactly the best-validation weights of the committed run
+    # the committed file holds exactly the final weights of the committed run: its best
+    # validation epoch with the refitted baseline
     bundled = torch.jit.load(bundled_path("water-pet")).state_dict()
-    best = torch.load(RUN / "best.pt", weights_only=False, map_location="cpu")["model"]
-    assert bundled.keys() == best.keys()
-    for key, value in best.items():
+    final = torch.load(RUN / "final.pt", weights_only=False, map_location="cpu")
+    best = torch.load(RUN / "best.pt", weights_only=False, map_location="cpu")
+    assert final["epoch"] == best["epoch"] and bundled.keys() == final["model"].keys()
+    for key, value in final["model"].items():
         assert torch.equal(bundled[key], value.to(bundled[key].dtype)), key
+        if key != "baseline":
+            assert torch.equal(value, best["model"][key]), key
     assert Path(bundled_path("water-pet")).stat().st_size < 10e6
 
 
