@@ -1,10 +1,11 @@
 """Evaluator time per call (energy + forces + virial) and peak memory, for 192, 1536 and 12288
-water atoms, with the bundled reference model (or --model PATH).
+water atoms, with the bundled reference model (or --model NAME|PATH).
 
-    .venv/bin/python benchmarks/evaluator.py [--model water-reference] [--threads 2]
+    .venv/bin/python benchmarks/evaluator.py [--model water-reference] [--threads 2] [--sizes 1 2]
 
 Each size runs in a fresh subprocess so that its peak resident memory can be read. Writes
-benchmarks/results/evaluator.json and prints a markdown table.
+benchmarks/results/evaluator.json (evaluator_<model>.json for another model) and prints a
+markdown table.
 """
 import argparse
 import json
@@ -39,19 +40,22 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="water-reference")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4],
+                        help="repeats n of the 192-atom frame (n^3 copies)")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         measure(args.model, args.child, args.threads)
         return
     rows = []
-    for rep in (1, 2, 4):
+    for rep in args.sizes:
         out = subprocess.run([sys.executable, __file__, "--model", args.model, "--threads",
                               str(args.threads), "--child", str(rep)],
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
-    path = write_json("evaluator", {"benchmark": "evaluator", "rows": rows})
+    name = "evaluator" if args.model == "water-reference" else f"evaluator_{args.model}"
+    path = write_json(name, {"benchmark": "evaluator", "rows": rows})
     print(f"\nwrote {path}\n")
     print("| atoms | E+F+W (ms) | E only (ms) | neighbour list (ms) | us/atom | peak RSS over import (MB) |")
     print("|---|---|---|---|---|---|")
