@@ -46,9 +46,10 @@ def test_md_command_rejects_bad_arguments(tmp_path):
     assert run.returncode != 0 and "--timestep" in run.stderr
 
 
-@pytest.mark.parametrize("name", sorted(BUNDLED))
+@pytest.mark.parametrize("name", sorted(set(BUNDLED) - {"water-pet"}))
 def test_bundled_models_equal_their_source(name, tmp_path):
-    """The committed .pt files are exactly what reference.py exports today."""
+    """The committed reference .pt files are exactly what reference.py exports today (the
+    trained water-pet is checked against its training run in test_water_pet.py)."""
     from symprobe.reference import export_reference
     fresh = symprobe.load_model(export_reference(name, tmp_path / "fresh.pt"))
     shipped = symprobe.load_model(name)
