@@ -45,6 +45,8 @@ def main(argv=None) -> int:
                    "and checkpoints")
     p.add_argument("--equilibration", type=float, default=None,
                    help="ps skipped before g(r) (default: a fifth of the run, at most 5 ps)")
+    p.add_argument("--report", action="store_true", help="only write the result of the run so "
+                   "far (no further steps)")
     p.add_argument("--trajectory", action="store_true", help="also append every checked frame "
                    "to trajectory.xyz in the run folder")
     p.add_argument("--run-dir", default=None, help="checkpoint and trajectory folder "
@@ -119,7 +121,7 @@ def main(argv=None) -> int:
           f"{args.timestep} fs, Langevin {args.temperature} K (tau {args.tau} fs) -> {run}")
 
     per_check = max(1, round(args.interval * 1000 / args.timestep))
-    total = round(args.ps * 1000 / args.timestep)
+    total = step if args.report else round(args.ps * 1000 / args.timestep)
     while step < total and failure is None:
         t0 = time.perf_counter()
         n = min(per_check, total - step)
