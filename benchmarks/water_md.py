@@ -61,7 +61,8 @@ def main(argv=None) -> int:
     from ase.md.langevin import Langevin
 
     import symprobe
-    from symprobe.analysis import (broken_water_molecules, first_peak, pair_histogram,
+    from symprobe.analysis import (broken_water_molecules, first_peak, max_rdf_range,
+                                   pair_histogram,
                                    radial_distribution_from_histogram)
     from symprobe.models import DEFAULT
 
@@ -81,10 +82,7 @@ def main(argv=None) -> int:
     atoms.calc = symprobe.Calculator(model, threads=args.threads, rotations="none")
     with open(atoms.calc.model.path, "rb") as f:  # a resumed run must use the same file
         settings["model_sha256"] = hashlib.sha256(f.read()).hexdigest()
-    volume = abs(np.linalg.det(atoms.cell.array))
-    widths = volume / np.linalg.norm(np.cross(atoms.cell.array[[1, 2, 0]],
-                                              atoms.cell.array[[2, 0, 1]]), axis=1)
-    r_max = min(8.0, 0.5 * widths.min() - 1e-6)
+    r_max = min(8.0, max_rdf_range(atoms.cell.array) - 1e-6)
     edges = np.linspace(0.0, r_max, int(r_max / 0.025) + 1)
     rng = np.random.default_rng(args.seed)
     if os.path.exists(state_path):

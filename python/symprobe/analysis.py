@@ -30,6 +30,15 @@ def broken_water_molecules(atoms, oh_max: float = 1.3) -> list[str]:
     return problems
 
 
+def max_rdf_range(cell) -> float:
+    """Half the smallest perpendicular width of a periodic cell (Angstrom): the longest r at
+    which g(r) counts each pair once, without periodic images."""
+    cell = np.asarray(cell, dtype=float)
+    volume = abs(np.linalg.det(cell))
+    return 0.5 * float((volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]),
+                                               axis=1)).min())
+
+
 def pair_histogram(atoms, z_a: int, z_b: int, edges: np.ndarray) -> tuple[np.ndarray, float]:
     """Counts of a-b distances (Angstrom) in the bins `edges` for one periodic frame, and the
     ideal-gas normalisation n_a n_b / V of that frame: sums of both over frames give g(r) via
@@ -38,11 +47,9 @@ def pair_histogram(atoms, z_a: int, z_b: int, edges: np.ndarray) -> tuple[np.nda
         raise ValueError("pair_histogram needs a fully periodic frame")
     cell = atoms.cell.array
     volume = abs(np.linalg.det(cell))
-    widths = volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
-    r_max = float(edges[-1])
-    if r_max > 0.5 * widths.min() + 1e-12:
-        raise ValueError(f"r_max {r_max} A exceeds half the smallest box width "
-                         f"{0.5 * widths.min():.3f} A")
+    r_max, limit = float(edges[-1]), max_rdf_range(cell)
+    if r_max > limit + 1e-12:
+        raise ValueError(f"r_max {r_max} A exceeds half the smallest box width {limit:.3f} A")
     numbers = atoms.numbers
     nl = neighbor_list(atoms.positions, cell, atoms.pbc, r_max)
     pair = (numbers[nl.centers] == z_a) & (numbers[nl.neighbors] == z_b)

@@ -124,12 +124,16 @@ def split_indices(n: int, split, seed: int) -> dict:
             "test": sorted(perm[b:b + counts[2]].tolist())}
 
 
+def composition(frames: list[Frame], elements: list[int]) -> np.ndarray:
+    """[frames, elements] atom counts."""
+    return np.array([[int((f.numbers == z).sum()) for z in elements] for f in frames], float)
+
+
 def fit_baseline(frames: list[Frame], elements: list[int]) -> np.ndarray:
     """Per-element energies (eV) by least squares on the composition (minimum-norm solution
     when compositions are collinear, e.g. always H2O)."""
-    counts = np.array([[int((f.numbers == z).sum()) for z in elements] for f in frames], float)
     energies = np.array([f.energy for f in frames])
-    return np.linalg.lstsq(counts, energies, rcond=None)[0]
+    return np.linalg.lstsq(composition(frames, elements), energies, rcond=None)[0]
 
 
 def random_rotations(n: int, generator: torch.Generator, inversion: bool) -> torch.Tensor:
@@ -390,8 +394,8 @@ def refit_baseline(model, frames: list[Frame]) -> np.ndarray:
             energy = model(f.numbers.to(param.device), f.centers.to(param.device),
                            f.neighbors.to(param.device), f.vectors.to(param.device, param.dtype))
             residuals.append(f.energy - float(energy.double().sum()))
-    counts = np.array([[int((f.numbers == z).sum()) for z in model.elements] for f in frames], float)
-    shift = np.linalg.lstsq(counts, np.array(residuals), rcond=None)[0]
+    shift = np.linalg.lstsq(composition(frames, model.elements), np.array(residuals),
+                            rcond=None)[0]
     model.baseline += torch.tensor(shift, dtype=model.baseline.dtype, device=model.baseline.device)
     return shift
 
