@@ -50,9 +50,13 @@ struct Model::Impl {
     std::mutex mutex;            // a Model has state (Verlet list, random stream, tuner)
 
     Impl(const std::string& path_, const ModelOptions& options_)
-        : path(path_), options(options_), verlet(1.0, 0.0, 1) {
+        : path(resolve_model_path(path_)), options(options_), verlet(1.0, 0.0, 1) {
         if (!std::ifstream(path).good()) {
-            throw Error(Error::FileNotFound, "model file '" + path + "' does not exist or cannot be read");
+            std::string names;
+            for (const auto& name : bundled_models()) names += (names.empty() ? "" : ", ") + name;
+            throw Error(Error::FileNotFound, "model file '" + path + "' does not exist or cannot be read" +
+                                                 (names.empty() ? std::string(" (no bundled models found)")
+                                                                : " (bundled models: " + names + ")"));
         }
         if (options.device == "cpu") {
             device = torch::Device(torch::kCPU);

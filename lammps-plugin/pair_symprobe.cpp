@@ -1,6 +1,7 @@
 // pair_style symprobe MODEL [rotations none|random|grid L|lebedev L] [inversion yes|no]
 //                           [randomize yes|no] [seed S] [chunk N] [device cpu|cuda] [threads N]
 // pair_coeff * * ELEMENT_OF_TYPE_1 ELEMENT_OF_TYPE_2 ...
+// MODEL: a TorchScript file or a bundled model name (symprobe::resolve_model_path)
 #include "pair_symprobe.h"
 
 #include "atom.h"
@@ -116,12 +117,12 @@ void PairSymprobe::load() {
     ghostneigh = range_ > model_cutoff_ ? 1 : 0;
     if (comm->me == 0) {
         utils::logmesg(lmp, "symprobe: model {} (cutoff {} A, interaction range {} A), rotations {}\n",
-                       args_[0], model_cutoff_, range_, model_->options().rotations.describe());
+                       model_->path(), model_cutoff_, range_, model_->options().rotations.describe());
     }
 }
 
 void PairSymprobe::settings(int narg, char** arg) {
-    if (narg < 1) error->all(FLERR, "Illegal pair_style symprobe command: expected a model file");
+    if (narg < 1) error->all(FLERR, "Illegal pair_style symprobe command: expected a model file or bundled model name");
     args_.assign(arg, arg + narg);
     load();
 }

@@ -1,4 +1,5 @@
 """The README's main job (`symprobe md`) and the bundled reference models."""
+import os
 import subprocess
 import sys
 
@@ -60,6 +61,23 @@ def test_bundled_models_equal_their_source(name, tmp_path):
     b = fresh.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
     assert a["energy"] == b["energy"]
     np.testing.assert_array_equal(a["forces"], b["forces"])
+
+
+def test_bundled_names_resolve_in_the_core(tmp_path, monkeypatch):
+    """The core (shared by Python, LAMMPS and i-PI) knows exactly the documented bundled names;
+    a file that exists wins over a name; an unknown name is refused with the list."""
+    from symprobe import _core
+    assert _core.bundled_models() == sorted(BUNDLED)
+    for name in BUNDLED:
+        path = _core.resolve_model_path(name)
+        assert os.path.samefile(path, os.path.join(_core.bundled_models_directory(), name + ".pt"))
+        assert bundled_path(name) == path
+    assert bundled_path("water-pett") is None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "water-pet").write_bytes(b"not a model")
+    assert _core.resolve_model_path("water-pet") == "water-pet"  # the user's file
+    with pytest.raises(FileNotFoundError, match=r"'water-pett' .*\(bundled models: water-orientation"):
+        symprobe.load_model("water-pett")
 
 
 def test_water_box():

@@ -152,9 +152,10 @@ print "DIAG $(c_dp[1]:%.17g) $(c_dp[2]:%.17g) $(c_dp[3]:%.17g) $(c_dp[4]:%.17g) 
 
 
 def test_nve_energy_conservation(tmp_path):
-    """64 molecules, invariant model, 0.25 fs, 2000 steps: total energy within 2e-4 eV/atom."""
+    """64 molecules, invariant model (given by its bundled name), 0.25 fs, 2000 steps: total
+    energy within 2e-4 eV/atom."""
     write_data(water_box(64, seed=11), tmp_path / "data.lmp")
-    body = header(bundled_path("water-reference")) + """
+    body = header("water-reference") + """
 velocity all create 300 4928459 mom yes rot no dist gaussian
 timestep 0.00025
 fix nve all nve
@@ -164,6 +165,7 @@ thermo_modify format float %.12g
 run 2000
 """
     _, out = run_lammps(tmp_path, body)
+    assert f"symprobe: model {bundled_path('water-reference')} (cutoff" in out
     rows = np.array([line.split() for line in out.splitlines()
                      if re.match(r"^\s+\d+\s+-?\d", line)], float)
     assert len(rows) == 21
@@ -245,6 +247,8 @@ run 3
     ("{model}", "units lj", "supports units metal and real, not 'lj'"),
     ("{model}", "newton off", "requires newton pair on"),
     ("/nonexistent/model.pt", "", "model file '/nonexistent/model.pt' does not exist"),
+    ("water-pett", "", "'water-pett' does not exist or cannot be read (bundled models: "
+                       "water-orientation, water-pet, water-reference)"),
     ("{model} rotations grid 0", "", "the order must be a positive integer"),
     ("{model} spin yes", "", "unknown keyword 'spin'"),
 ])

@@ -178,6 +178,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("rotations"), py::arg("inversion") = false, py::arg("randomize") = false,
         py::arg("seed") = 0, py::arg("step") = 0);
     m.def("lebedev_orders", &symprobe::lebedev_orders);
+    m.def("bundled_models_directory", &symprobe::bundled_models_directory);
+    m.def("bundled_models", &symprobe::bundled_models);
+    m.def("resolve_model_path", &symprobe::resolve_model_path, py::arg("model"));
 
     py::class_<symprobe::Model>(m, "Model")
         .def(py::init([](const std::string& path, const std::string& device, int threads,

@@ -8,7 +8,6 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from .models import bundled_path
 
 
 class NeighborList(NamedTuple):
@@ -60,12 +59,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu", threads: int = 0,
     add -R for every grid rotation (random: improper with probability 1/2); randomize: re-orient
     the whole grid randomly at every evaluation; seed: of the random stream (evaluation k uses
     (seed, k); `model.rotation_step` is k); chunk: rotations per batched model call (0 = auto).
-    A file that exists always wins over a bundled name.
+    A file that exists always wins over a bundled name (the core resolves names).
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        path = bundled_path(path) or path
-    return Model(path, device=device, threads=threads, skin=skin, rotations=rotations,
+    return Model(os.fspath(path), device=device, threads=threads, skin=skin, rotations=rotations,
                  inversion=inversion, randomize=randomize, seed=seed, chunk=chunk)
 
 

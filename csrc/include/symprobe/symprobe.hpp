@@ -207,10 +207,17 @@ struct System {
     const bool* pbc = nullptr;          // [3]
 };
 
+// Bundled models: files <name>.pt in bundled_models_directory() (empty if none is found).
+std::string bundled_models_directory();
+std::vector<std::string> bundled_models();
+// A file that exists is used as given; otherwise a bundled model name (no '/' and no '.')
+// gives its file; anything else is returned unchanged (loading it then names it as missing).
+std::string resolve_model_path(const std::string& model);
+
 class Model {
 public:
-    // Loads the TorchScript file and its metadata once. Throws Error(FileNotFound /
-    // InvalidModel) with the path in the message.
+    // Loads the TorchScript file (or bundled model by name, see resolve_model_path) and its
+    // metadata once. Throws Error(FileNotFound / InvalidModel) with the path in the message.
     Model(const std::string& path, const ModelOptions& options = {});
     ~Model();
     Model(Model&&) noexcept;

@@ -1,21 +1,23 @@
-"""Models shipped with symprobe (TorchScript files in this directory)."""
+"""Models shipped with symprobe: TorchScript files <name>.pt in this directory. The compiled core
+resolves a bundled name (symprobe._core.resolve_model_path), so the same names work in Python,
+`pair_style symprobe` and the i-PI driver."""
 from __future__ import annotations
 
 import os
 from typing import Optional
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-
-# name -> file in this directory
+# name -> what it is (the file is <name>.pt)
 BUNDLED = {
-    "water-reference": "water-reference.pt",
-    "water-orientation": "water-orientation.pt",
-    "water-pet": "water-pet.pt",  # PET-style, trained on revPBE0-D3 water (docs/water-model.md)
+    "water-reference": "exactly rotation-invariant flexible water (symprobe.reference)",
+    "water-orientation": "water-reference plus the paper's lab-frame orientation term",
+    "water-pet": "PET-style, trained on revPBE0-D3 water (docs/water-model.md)",
 }
 DEFAULT = "water-pet"
 
 
 def bundled_path(name: str) -> Optional[str]:
     """Path of the bundled model `name`, or None if there is no such bundled model."""
-    filename = BUNDLED.get(name)
-    return os.path.join(_HERE, filename) if filename else None
+    from .. import _core  # the one resolver, shared with LAMMPS and i-PI
+
+    path = _core.resolve_model_path(name)
+    return path if name in BUNDLED and path != name and os.path.isfile(path) else None
