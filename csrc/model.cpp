@@ -4,6 +4,7 @@
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -130,6 +131,10 @@ struct Model::Impl {
                             const torch::Tensor& neighbors, const torch::Tensor& vectors) {
         torch::Tensor energies;
         try {
+            // Run the TorchScript graph op by op, recording autograd as eager PyTorch does. The
+            // optimising executor wraps it in differentiable graphs whose backward also computes
+            // every weight gradient: 1.5x slower for the PET (docs/performance.md).
+            torch::jit::GraphOptimizerEnabledGuard unoptimised(false);
             auto out = module.forward({species, centers, neighbors, vectors});
             if (!out.isTensor()) {
                 throw Error(Error::ModelFailure, path + ": forward must return a tensor of per-atom energies");
