@@ -59,12 +59,18 @@ std::vector<std::string> bundled_models() {
     return names;
 }
 
-std::string resolve_model_path(const std::string& model) {
-    if (is_file(model) || !looks_like_name(model)) return model;
+std::string bundled_model_path(const std::string& name) {
+    if (!looks_like_name(name)) return "";
     const std::string directory = bundled_models_directory();
-    if (directory.empty()) return model;
-    const std::string candidate = directory + "/" + model + MODEL_SUFFIX;
-    return is_file(candidate) ? candidate : model;
+    if (directory.empty()) return "";
+    const std::string candidate = directory + "/" + name + MODEL_SUFFIX;
+    return is_file(candidate) ? candidate : "";
+}
+
+std::string resolve_model_path(const std::string& model) {
+    if (is_file(model)) return model;
+    const std::string bundled = bundled_model_path(model);
+    return bundled.empty() ? model : bundled;
 }
 
 }  // namespace symprobe

@@ -76,6 +76,7 @@ def test_bundled_names_resolve_in_the_core(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "water-pet").write_bytes(b"not a model")
     assert _core.resolve_model_path("water-pet") == "water-pet"  # the user's file
+    assert bundled_path("water-pet") == _core.resolve_model_path(bundled_path("water-pet"))
     with pytest.raises(FileNotFoundError, match=r"'water-pett' .*\(bundled models: water-orientation"):
         symprobe.load_model("water-pett")
 

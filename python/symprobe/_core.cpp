@@ -180,6 +180,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("lebedev_orders", &symprobe::lebedev_orders);
     m.def("bundled_models_directory", &symprobe::bundled_models_directory);
     m.def("bundled_models", &symprobe::bundled_models);
+    m.def("bundled_model_path", &symprobe::bundled_model_path, py::arg("name"));
     m.def("resolve_model_path", &symprobe::resolve_model_path, py::arg("model"));
 
     py::class_<symprobe::Model>(m, "Model")

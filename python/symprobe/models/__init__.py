@@ -3,7 +3,6 @@ resolves a bundled name (symprobe._core.resolve_model_path), so the same names w
 `pair_style symprobe` and the i-PI driver."""
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 # name -> what it is (the file is <name>.pt)
@@ -19,5 +18,4 @@ def bundled_path(name: str) -> Optional[str]:
     """Path of the bundled model `name`, or None if there is no such bundled model."""
     from .. import _core  # the one resolver, shared with LAMMPS and i-PI
 
-    path = _core.resolve_model_path(name)
-    return path if name in BUNDLED and path != name and os.path.isfile(path) else None
+    return _core.bundled_model_path(name) or None
