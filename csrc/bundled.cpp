@@ -5,30 +5,37 @@
 #include "symprobe/symprobe.hpp"
 
 #include <dlfcn.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <filesystem>
 
 namespace symprobe {
+namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* MODEL_SUFFIX = ".pt";
 
-bool is_directory(const std::string& path) {
-    struct stat st;
-    return !path.empty() && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+bool directory_exists(const fs::path& path) {
+    std::error_code ec;
+    return !path.empty() && fs::is_directory(path, ec);
 }
 
-bool is_file(const std::string& path) {
-    struct stat st;
-    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+bool file_exists(const fs::path& path) {
+    std::error_code ec;
+    return !path.empty() && fs::is_regular_file(path, ec);
 }
 
-// A name, not a path: no directory separator and no file suffix.
+// A name, not a path: no directory part.
 bool looks_like_name(const std::string& model) {
-    return !model.empty() && model.find('/') == std::string::npos &&
-           model.find('.') == std::string::npos;
+    return !model.empty() && model != "." && model != ".." && model.find('/') == std::string::npos;
+}
+
+// Absolute and without `..`: the plugin reaches the core through RUNPATH $ORIGIN/.., so the
+// loader's path of the core library is .../lammps-plugin/../libsymprobe_core.so.
+std::string normalized(const fs::path& path) {
+    std::error_code ec;
+    fs::path full = fs::weakly_canonical(fs::absolute(path, ec), ec);
+    return ec ? path.string() : full.string();
 }
 
 }  // namespace
@@ -36,11 +43,11 @@ bool looks_like_name(const std::string& model) {
 std::string bundled_models_directory() {
     Dl_info info;
     if (::dladdr(reinterpret_cast<void*>(&bundled_models_directory), &info) != 0 && info.dli_fname) {
-        std::string installed = std::filesystem::path(info.dli_fname).parent_path() / "models";
-        if (is_directory(installed)) return installed;
+        const fs::path installed = fs::path(info.dli_fname).parent_path() / "models";
+        if (directory_exists(installed)) return normalized(installed);
     }
 #ifdef SYMPROBE_SOURCE_MODELS_DIR
-    if (is_directory(SYMPROBE_SOURCE_MODELS_DIR)) return SYMPROBE_SOURCE_MODELS_DIR;
+    if (directory_exists(SYMPROBE_SOURCE_MODELS_DIR)) return normalized(SYMPROBE_SOURCE_MODELS_DIR);
 #endif
     return "";
 }
@@ -50,9 +57,10 @@ std::vector<std::string> bundled_models() {
     const std::string directory = bundled_models_directory();
     if (directory.empty()) return names;
     std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(directory, ec)) {
-        if (entry.is_regular_file() && entry.path().extension() == MODEL_SUFFIX) {
-            names.push_back(entry.path().stem().string());
+    for (fs::directory_iterator it(directory, ec), end; !ec && it != end; it.increment(ec)) {
+        const fs::path& file = it->path();
+        if (file.extension() == MODEL_SUFFIX && file_exists(file) && looks_like_name(file.stem().string())) {
+            names.push_back(file.stem().string());
         }
     }
     std::sort(names.begin(), names.end());
@@ -63,13 +71,16 @@ std::string bundled_model_path(const std::string& name) {
     if (!looks_like_name(name)) return "";
     const std::string directory = bundled_models_directory();
     if (directory.empty()) return "";
-    const std::string candidate = directory + "/" + name + MODEL_SUFFIX;
-    return is_file(candidate) ? candidate : "";
+    const fs::path candidate = fs::path(directory) / (name + MODEL_SUFFIX);
+    return file_exists(candidate) ? candidate.string() : "";
 }
 
 std::string resolve_model_path(const std::string& model) {
-    if (is_file(model)) return model;
     const std::string bundled = bundled_model_path(model);
+    if (file_exists(model)) {
+        // a file that shadows a bundled name is named in full, so logs tell the two apart
+        return bundled.empty() ? model : normalized(model);
+    }
     return bundled.empty() ? model : bundled;
 }
 

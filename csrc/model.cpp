@@ -56,7 +56,7 @@ struct Model::Impl {
             std::string names;
             for (const auto& name : bundled_models()) names += (names.empty() ? "" : ", ") + name;
             throw Error(Error::FileNotFound, "model file '" + path + "' does not exist or cannot be read" +
-                                                 (names.empty() ? std::string(" (no bundled models found)")
+                                                 (names.empty() ? std::string(" (and no bundled models were found beside the core library)")
                                                                 : " (bundled models: " + names + ")"));
         }
         if (options.device == "cpu") {
@@ -101,6 +101,9 @@ struct Model::Impl {
             throw Error(Error::InvalidModel, "model file '" + path + "' has no forward method");
         }
         module.eval();
+        // the core differentiates with respect to positions only: no weight gradients, and
+        // energy-only calls record no graph
+        for (auto parameter : module.parameters()) parameter.requires_grad_(false);
         dtype = metadata.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
         allowed.assign(119, false);
         for (int z : metadata.elements) allowed[z] = true;
@@ -134,7 +137,8 @@ struct Model::Impl {
             // Run the TorchScript graph op by op, recording autograd as eager PyTorch does. The
             // optimising executor wraps it in differentiable graphs whose backward also computes
             // every weight gradient: 1.5x slower for the PET (docs/performance.md).
-            torch::jit::GraphOptimizerEnabledGuard unoptimised(false);
+            // CPU only: on CUDA the optimiser also fuses kernels, and that trade is not measured.
+            torch::jit::GraphOptimizerEnabledGuard unoptimised(!device.is_cpu());
             auto out = module.forward({species, centers, neighbors, vectors});
             if (!out.isTensor()) {
                 throw Error(Error::ModelFailure, path + ": forward must return a tensor of per-atom energies");

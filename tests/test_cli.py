@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import symprobe
+import symprobe.models
 from symprobe.models import BUNDLED, bundled_path
 from symprobe.water import water_box
 
@@ -70,13 +71,18 @@ def test_bundled_names_resolve_in_the_core(tmp_path, monkeypatch):
     assert _core.bundled_models() == sorted(BUNDLED)
     for name in BUNDLED:
         path = _core.resolve_model_path(name)
-        assert os.path.samefile(path, os.path.join(_core.bundled_models_directory(), name + ".pt"))
+        package_file = os.path.join(os.path.dirname(symprobe.models.__file__), name + ".pt")
+        assert os.path.samefile(path, package_file)
         assert bundled_path(name) == path
+        assert os.path.isabs(path) and ".." not in path.split(os.sep)
     assert bundled_path("water-pett") is None
+    shipped = bundled_path("water-pet")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "water-pet").write_bytes(b"not a model")
-    assert _core.resolve_model_path("water-pet") == "water-pet"  # the user's file
-    assert bundled_path("water-pet") == _core.resolve_model_path(bundled_path("water-pet"))
+    # the user's file wins, named in full; bundled_path still gives the shipped file
+    assert _core.resolve_model_path("water-pet") == os.path.realpath(tmp_path / "water-pet")
+    assert bundled_path("water-pet") == shipped
+    assert not os.path.samefile(shipped, "water-pet")
     with pytest.raises(FileNotFoundError, match=r"'water-pett' .*\(bundled models: water-orientation"):
         symprobe.load_model("water-pett")
 

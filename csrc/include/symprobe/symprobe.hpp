@@ -212,8 +212,9 @@ std::string bundled_models_directory();
 std::vector<std::string> bundled_models();
 // The file of bundled model `name`, or "" if there is none.
 std::string bundled_model_path(const std::string& name);
-// A file that exists is used as given; otherwise a bundled model name (no '/' and no '.')
-// gives its file; anything else is returned unchanged (loading it then names it as missing).
+// A file that exists is used (its absolute path if it shadows a bundled name); otherwise a
+// bundled model name (no '/') gives its file; anything else is returned unchanged (loading it
+// then names it as missing).
 std::string resolve_model_path(const std::string& model);
 
 class Model {
