@@ -177,3 +177,25 @@ def test_polynomial_orientation_variant(reference_path, orientation_model, invar
                 8 * 3 * ORIENTATION_STRENGTH, rel=1e-12)
     assert errors[0] > errors[1] > errors[2] > errors[3]
     assert errors[3] < 1e-9
+
+
+def test_core_evaluates_like_eager_and_restores_the_torchscript_setting(orientation_model):
+    """The core runs models with TorchScript's graph optimiser off (docs/performance.md): the
+    caller's setting is restored after every call, and forces equal plain autograd of the same
+    TorchScript module."""
+    atoms = water_box(8, seed=3)
+    module = torch.jit.load(orientation_model.path)
+    nl = symprobe.neighbor_list(atoms.positions, atoms.cell.array, True, orientation_model.cutoff)
+    vectors = torch.from_numpy(nl.vectors).requires_grad_(True)
+    energy = module(torch.from_numpy(atoms.numbers).long(), torch.from_numpy(nl.centers).long(),
+                    torch.from_numpy(nl.neighbors).long(), vectors).sum()
+    grad, = torch.autograd.grad(energy, vectors)
+    forces = np.zeros((len(atoms), 3))
+    np.add.at(forces, nl.centers, grad.numpy())
+    np.add.at(forces, nl.neighbors, -grad.numpy())
+    for flag in (True, False):
+        with torch.jit.optimized_execution(flag):
+            out = orientation_model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+            assert torch._C._get_graph_executor_optimize() == flag
+        assert out["energy"] == pytest.approx(float(energy), rel=1e-12)
+        np.testing.assert_allclose(out["forces"], forces, rtol=1e-10, atol=1e-10)
