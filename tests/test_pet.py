@@ -159,7 +159,10 @@ def test_interrupted_training_resumes_exactly(tmp_path, six_frames):
     straight = write_config(tmp_path, six_frames, 3, "straight")
     train(str(straight), progress=False)
     split_run = write_config(tmp_path, six_frames, 3, "resumed")
-    status = train(str(split_run), max_epochs=2, progress=False)
+    # a wall-time limit already passed still completes one epoch
+    status = train(str(split_run), max_minutes=1e-9, progress=False)
+    assert status == {"status": "incomplete", "epoch": 1, "epochs": 3}
+    status = train(str(split_run), max_epochs=1, progress=False)
     assert status == {"status": "incomplete", "epoch": 2, "epochs": 3}
     train(str(split_run), progress=False)
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
@@ -177,6 +180,9 @@ def test_training_config_errors(tmp_path, six_frames):
     cfg.write_text('[training]\nepochs = 3\n')
     with pytest.raises(ValueError, match=r"\[data\] path"):
         train(str(cfg))
+    with pytest.raises(ValueError, match="max_minutes must be a positive number of minutes"):
+        train(str(write_config(tmp_path, six_frames, 1, "timed")), max_minutes=0)
+    assert not (tmp_path / "timed").exists()  # refused before anything was written
 
 
 def test_second_stage_starts_from_first_stage_weights(tmp_path, six_frames):

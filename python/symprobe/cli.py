@@ -106,11 +106,14 @@ def main(argv=None) -> int:
     t.add_argument("config", help="TOML file, e.g. examples/train-water.toml")
     t.add_argument("--max-epochs", type=int, default=None,
                    help="stop after this many epochs of this call (resume later)")
+    t.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after the first epoch that ends past this many minutes of this "
+                        "call (resume later; for batch jobs with a wall-time limit)")
     args = parser.parse_args(argv)
     if args.command == "train":
         from .train import train
         try:
-            result = train(args.config, max_epochs=args.max_epochs)
+            result = train(args.config, max_epochs=args.max_epochs, max_minutes=args.max_minutes)
         except (ValueError, OSError) as error:
             print(f"symprobe train: error: {error}", file=sys.stderr)
             return 2

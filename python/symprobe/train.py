@@ -245,10 +245,15 @@ def _initialize_from(model, config: dict, elements: list[int], split: dict) -> N
     print(f"initialised from {os.path.normpath(path)} (epoch {saved['state']['epoch']})")
 
 
-def train(config_path: str, max_epochs: int | None = None, progress: bool = True) -> dict:
+def train(config_path: str, max_epochs: int | None = None, progress: bool = True,
+          max_minutes: float | None = None) -> dict:
     """Runs (or resumes) the training described by config_path. `max_epochs` stops after that
-    many epochs of this call (for tests and time-boxed sessions); the checkpoint allows resuming.
+    many epochs of this call, `max_minutes` after the first epoch that ends past that many
+    minutes of this call (batch jobs with a wall-time limit: leave one epoch of margin); the
+    checkpoint allows resuming, with the same result as an uninterrupted run.
     Returns the report (final errors per split) once all epochs are done, else the status."""
+    if max_minutes is not None and not max_minutes > 0:
+        raise ValueError(f"max_minutes must be a positive number of minutes, got {max_minutes}")
     config = load_config(config_path)
     data, hyp, tcfg, out = config["data"], config["model"], config["training"], config["output"]
     run = out["directory"]
@@ -292,7 +297,13 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
     val_frames = [frames[i] for i in split["validation"]]
     epochs_here = 0
     from tqdm import tqdm
-    while state["epoch"] < tcfg["epochs"] and (max_epochs is None or epochs_here < max_epochs):
+    started = time.perf_counter()
+
+    def time_left() -> bool:
+        return max_minutes is None or time.perf_counter() - started < 60.0 * max_minutes
+
+    while (state["epoch"] < tcfg["epochs"] and (max_epochs is None or epochs_here < max_epochs)
+           and (epochs_here == 0 or time_left())):
         epoch = state["epoch"]
         t0 = time.perf_counter()
         lr = learning_rate(epoch, tcfg)
