@@ -1,6 +1,8 @@
 """PET-style model and training: contract round trip, smoothness at the cutoff, training lowers
 the loss, exact resume."""
 import json
+import os
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -246,3 +248,19 @@ def test_float32_model_adds_large_baselines_without_rounding():
     # only the float32 network part remains (~5e-7 eV here; a float32 sum of the baselines
     # would be off by ~6e-5 eV)
     assert abs(network32 - network64) < 1e-6 * max(1.0, abs(network64)), (network32, network64)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "examples").glob("*.toml")))
+def test_example_training_configs_are_valid(name):
+    """Every shipped recipe parses, builds its model and names an existing [init] checkpoint of
+    the same hyperparameters (the data file is checked where ../shared is present)."""
+    from symprobe.train import load_config
+    config = load_config(str(Path(__file__).parents[1] / "examples" / name))
+    model = PET([1, 8], **config["model"])
+    assert sum(p.numel() for p in model.parameters()) > 0
+    if config["init"]["checkpoint"]:
+        saved = torch.load(config["init"]["checkpoint"], weights_only=False, map_location="cpu")
+        assert saved["config"]["model"] == config["model"]
+        assert saved["state"]["epoch"] == config["init"]["epoch"]
+    if (Path(__file__).parents[2] / "shared").exists():
+        assert os.path.isfile(config["data"]["path"]), config["data"]["path"]
