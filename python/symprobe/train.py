@@ -254,6 +254,7 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
     Returns the report (final errors per split) once all epochs are done, else the status."""
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f"max_minutes must be a positive number of minutes, got {max_minutes}")
+    started = time.perf_counter()  # the call's wall time, data loading included
     config = load_config(config_path)
     data, hyp, tcfg, out = config["data"], config["model"], config["training"], config["output"]
     run = out["directory"]
@@ -297,8 +298,6 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
     val_frames = [frames[i] for i in split["validation"]]
     epochs_here = 0
     from tqdm import tqdm
-    started = time.perf_counter()
-
     def time_left() -> bool:
         return max_minutes is None or time.perf_counter() - started < 60.0 * max_minutes
 
