@@ -160,7 +160,7 @@ def main(argv=None) -> int:
               "temperature_mean_K": float(after.mean()) if len(after) else None,
               "temperature_std_K": float(after.std()) if len(after) else None,
               "g_OO_frames": g_frames, "wall_seconds": wall, "ms_per_step": 1e3 * wall / max(step, 1),
-              "torch_threads": args.threads}
+              "torch_threads": None if args.report else args.threads}  # of the last call that stepped
     if g_frames:
         r, g = radial_distribution_from_histogram(edges, g_counts, g_norm)
         peak_r, peak_g = first_peak(r, g)
