@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -137,8 +138,10 @@ struct Model::Impl {
             // Run the TorchScript graph op by op, recording autograd as eager PyTorch does. The
             // optimising executor wraps it in differentiable graphs whose backward also computes
             // every weight gradient: 1.5x slower for the PET (docs/performance.md).
-            // CPU only: on CUDA the optimiser also fuses kernels, and that trade is not measured.
-            torch::jit::GraphOptimizerEnabledGuard unoptimised(!device.is_cpu());
+            // CPU only: on CUDA the optimiser also fuses kernels, and that trade is not measured,
+            // so the caller's setting stays.
+            std::optional<torch::jit::GraphOptimizerEnabledGuard> unoptimised;
+            if (device.is_cpu()) unoptimised.emplace(false);
             auto out = module.forward({species, centers, neighbors, vectors});
             if (!out.isTensor()) {
                 throw Error(Error::ModelFailure, path + ": forward must return a tensor of per-atom energies");
