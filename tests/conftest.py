@@ -69,6 +69,13 @@ def random_rotation(rng) -> np.ndarray:
     return Rotation.random(random_state=rng).as_matrix()
 
 
+def contract_graph(atoms, cutoff):
+    """Model-contract inputs of `atoms`: species, centers, neighbors, vectors (A)."""
+    nl = symprobe.neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+    return (torch.tensor(atoms.numbers), torch.from_numpy(nl.centers),
+            torch.from_numpy(nl.neighbors), torch.from_numpy(nl.vectors))
+
+
 def fd_force(energy, positions, cell, i, c, h=1e-5):
     """-dE/dx_ic by central differences; energy(positions, cell) -> eV."""
     pos = positions.copy()

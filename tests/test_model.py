@@ -7,7 +7,7 @@ import torch
 import symprobe
 from symprobe.water import water_box
 
-from conftest import fd_force, random_rotation, strain_derivative
+from conftest import contract_graph, fd_force, random_rotation, strain_derivative
 
 
 def compute(model, atoms_or_pos, numbers=None, cell=None, pbc=True, **kw):
@@ -185,14 +185,13 @@ def test_core_evaluates_like_eager_and_restores_the_torchscript_setting(orientat
     TorchScript module."""
     atoms = water_box(8, seed=3)
     module = torch.jit.load(orientation_model.path)
-    nl = symprobe.neighbor_list(atoms.positions, atoms.cell.array, True, orientation_model.cutoff)
-    vectors = torch.from_numpy(nl.vectors).requires_grad_(True)
-    energy = module(torch.from_numpy(atoms.numbers).long(), torch.from_numpy(nl.centers).long(),
-                    torch.from_numpy(nl.neighbors).long(), vectors).sum()
+    species, centers, neighbors, vectors = contract_graph(atoms, orientation_model.cutoff)
+    vectors.requires_grad_(True)
+    energy = module(species, centers, neighbors, vectors).sum()
     grad, = torch.autograd.grad(energy, vectors)
-    forces = np.zeros((len(atoms), 3))
-    np.add.at(forces, nl.centers, grad.numpy())
-    np.add.at(forces, nl.neighbors, -grad.numpy())
+    # the contract's force formula (docs/model-contract.md)
+    forces = torch.zeros(len(atoms), 3, dtype=grad.dtype).index_add(0, centers, grad)
+    forces = forces.index_add(0, neighbors, -grad).numpy()
     for flag in (True, False):
         with torch.jit.optimized_execution(flag):
             out = orientation_model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)

@@ -2,7 +2,6 @@
 the loss, exact resume."""
 import json
 import os
-from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -13,7 +12,7 @@ import symprobe
 from symprobe.models.pet import PET
 from symprobe.water import water_box
 
-from conftest import WATER_190, shared_file
+from conftest import ROOT, SHARED_DATA, WATER_190, contract_graph, shared_file
 
 
 def small_pet(seed=0, dtype=torch.float64):
@@ -28,12 +27,6 @@ def small_pet(seed=0, dtype=torch.float64):
     return model.to(dtype)
 
 
-def graph(atoms, cutoff):
-    nl = symprobe.neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
-    return (torch.tensor(atoms.numbers), torch.from_numpy(nl.centers),
-            torch.from_numpy(nl.neighbors), torch.from_numpy(nl.vectors))
-
-
 def test_export_round_trip_and_contract_forces(tmp_path):
     module = small_pet()
     path = symprobe.export_model(module, tmp_path / "pet.pt", cutoff=module.cutoff,
@@ -41,7 +34,7 @@ def test_export_round_trip_and_contract_forces(tmp_path):
     model = symprobe.load_model(path)
     assert model.interaction_range == 7.0
     atoms = water_box(16, seed=3)
-    species, centers, neighbors, vectors = graph(atoms, module.cutoff)
+    species, centers, neighbors, vectors = contract_graph(atoms, module.cutoff)
     vectors.requires_grad_(True)
     energies = module(species, centers, neighbors, vectors)
     grad, = torch.autograd.grad(energies.sum(), vectors)
@@ -52,7 +45,7 @@ def test_export_round_trip_and_contract_forces(tmp_path):
     np.testing.assert_allclose(res["forces"], forces.numpy(), atol=1e-10)
     # several graphs in one call: the batched energies equal the separate ones
     other = water_box(8, seed=4)
-    s2, c2, n2, v2 = graph(other, module.cutoff)
+    s2, c2, n2, v2 = contract_graph(other, module.cutoff)
     batch = module(torch.cat([species, s2]), torch.cat([centers, c2 + len(atoms)]),
                    torch.cat([neighbors, n2 + len(atoms)]), torch.cat([vectors.detach(), v2]))
     np.testing.assert_allclose(batch[:len(atoms)].detach().numpy(), energies.detach().numpy(),
@@ -64,13 +57,13 @@ def test_export_round_trip_and_contract_forces(tmp_path):
 def test_not_rotation_invariant():
     module = small_pet()
     atoms = water_box(8, seed=1)
-    e0 = module(*graph(atoms, module.cutoff)).sum().item()
+    e0 = module(*contract_graph(atoms, module.cutoff)).sum().item()
     from scipy.spatial.transform import Rotation
     R = Rotation.from_euler("xyz", [0.3, -1.1, 2.0]).as_matrix()
     rotated = atoms.copy()
     rotated.positions = atoms.positions @ R.T
     rotated.cell = atoms.cell.array @ R.T
-    e1 = module(*graph(rotated, module.cutoff)).sum().item()
+    e1 = module(*contract_graph(rotated, module.cutoff)).sum().item()
     assert abs(e1 - e0) > 1e-6
 
 
@@ -239,7 +232,7 @@ def test_float32_model_adds_large_baselines_without_rounding():
     for model in (model32, model64):
         model.baseline.copy_(torch.tensor([-93.7982, -187.5964]))
     atoms = water_box(8, seed=2)
-    species, centers, neighbors, vectors = graph(atoms, 3.5)
+    species, centers, neighbors, vectors = contract_graph(atoms, 3.5)
     e32 = model32(species, centers, neighbors, vectors.float())
     e64 = model64(species, centers, neighbors, vectors)
     assert e32.dtype == torch.float64
@@ -250,17 +243,17 @@ def test_float32_model_adds_large_baselines_without_rounding():
     assert abs(network32 - network64) < 1e-6 * max(1.0, abs(network64)), (network32, network64)
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "examples").glob("*.toml")))
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "examples").glob("*.toml")))
 def test_example_training_configs_are_valid(name):
     """Every shipped recipe parses, builds its model and names an existing [init] checkpoint of
     the same hyperparameters (the data file is checked where ../shared is present)."""
     from symprobe.train import load_config
-    config = load_config(str(Path(__file__).parents[1] / "examples" / name))
+    config = load_config(str(ROOT / "examples" / name))
     model = PET([1, 8], **config["model"])
     assert sum(p.numel() for p in model.parameters()) > 0
     if config["init"]["checkpoint"]:
         saved = torch.load(config["init"]["checkpoint"], weights_only=False, map_location="cpu")
         assert saved["config"]["model"] == config["model"]
         assert saved["state"]["epoch"] == config["init"]["epoch"]
-    if (Path(__file__).parents[2] / "shared").exists():
+    if SHARED_DATA.exists():
         assert os.path.isfile(config["data"]["path"]), config["data"]["path"]

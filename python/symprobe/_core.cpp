@@ -178,7 +178,6 @@ PYBIND11_MODULE(_core, m) {
         py::arg("rotations"), py::arg("inversion") = false, py::arg("randomize") = false,
         py::arg("seed") = 0, py::arg("step") = 0);
     m.def("lebedev_orders", &symprobe::lebedev_orders);
-    m.def("bundled_models_directory", &symprobe::bundled_models_directory);
     m.def("bundled_models", &symprobe::bundled_models);
     m.def("bundled_model_path", &symprobe::bundled_model_path, py::arg("name"));
     m.def("resolve_model_path", &symprobe::resolve_model_path, py::arg("model"));
