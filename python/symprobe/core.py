@@ -53,8 +53,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu", threads: int = 0,
                randomize: bool = False, seed: int = 0, chunk: int = 0) -> Model:
     """Load a model file, or a bundled model by name (see symprobe.models.BUNDLED).
 
-    device: "cpu" or "cuda[:N]"; threads: torch and neighbour-search threads (0 keeps torch's
-    default); skin: Verlet skin in Angstrom (0 rebuilds the neighbour list at every call).
+    device: "cpu" or "cuda[:N]"; threads: neighbour-search threads and torch's intra-op threads
+    (set at load for the whole process, as torch.set_num_threads does; 0 keeps torch's setting);
+    skin: Verlet skin in Angstrom (0 rebuilds the neighbour list at every call).
     rotations: "none", "random", "grid L" or "lebedev L" (docs/symmetrization.md); inversion:
     add -R for every grid rotation (random: improper with probability 1/2); randomize: re-orient
     the whole grid randomly at every evaluation; seed: of the random stream (evaluation k uses
