@@ -3,13 +3,17 @@
 Every --interval (0.1 ps) it checks that no molecule broke (each O keeps two H within 1.3 A,
 each H one O) and that energies stay finite, adds the frame to g_OO(r) once past equilibration,
 and writes a checkpoint (state.npz: positions, momenta, random stream, g(r) histogram). A killed
-run resumes with the same command, so 50 ps runs can span sessions:
+run resumes with the same command, so 50 ps runs can span sessions. The model card's runs
+(docs/water-model.md) are committed in benchmarks/runs/:
 
-    .venv/bin/python benchmarks/water_md.py --molecules 64 --ps 50 --run-dir training/md-64
-    .venv/bin/python benchmarks/water_md.py --molecules 512 --ps 50 --run-dir training/md-512
+    .venv/bin/python benchmarks/water_md.py --molecules 64 --ps 50 --run-dir benchmarks/runs/md-64
+    .venv/bin/python benchmarks/water_md.py --molecules 512 --ps 50 --run-dir benchmarks/runs/md-512
 
-Defaults are small (1 ps). The result (stability, temperature, g_OO and its first peak) goes to
-benchmarks/results/water_md_<molecules>.json.
+Defaults are small (1 ps, in the untracked runs/water-md-<molecules> of the repository). The
+result (stability, temperature, g_OO and its first peak) goes to
+benchmarks/results/water_md_<molecules>.json. A finished run keeps settings.json and log.jsonl;
+its checkpoint can then be removed (the result file holds everything the checkpoint adds), after
+which the folder refuses to start again.
 """
 import argparse
 import hashlib
@@ -20,7 +24,9 @@ import time
 
 import numpy as np
 
-from common import SHARED_DATA, write_json
+from common import HERE, SHARED_DATA, write_json
+
+ROOT = HERE.parent  # the repository: recorded paths are relative to it
 
 
 def start_structure(n_molecules: int, seed: int):
@@ -28,7 +34,7 @@ def start_structure(n_molecules: int, seed: int):
     path = SHARED_DATA / "water-512.xyz"
     if n_molecules == 512 and path.exists():
         import ase.io
-        return ase.io.read(path, index=0), str(path)
+        return ase.io.read(path, index=0), os.path.relpath(path, ROOT)
     return water_box(n_molecules, seed=seed), f"generated box of {n_molecules} molecules"
 
 
@@ -50,7 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--trajectory", action="store_true", help="also append every checked frame "
                    "to trajectory.xyz in the run folder")
     p.add_argument("--run-dir", default=None, help="checkpoint and trajectory folder "
-                   "(default runs/water-md-<molecules>)")
+                   "(default runs/water-md-<molecules> of the repository, untracked)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -67,7 +73,7 @@ def main(argv=None) -> int:
     from symprobe.models import DEFAULT
 
     model = args.model or DEFAULT
-    run = args.run_dir or f"runs/water-md-{args.molecules}"
+    run = args.run_dir or str(ROOT / "runs" / f"water-md-{args.molecules}")
     os.makedirs(run, exist_ok=True)
     equilibration = (args.equilibration if args.equilibration is not None
                      else min(5.0, 0.2 * args.ps))
@@ -106,6 +112,10 @@ def main(argv=None) -> int:
             f.writelines(kept)
         print(f"resuming {run} at {step * args.timestep / 1000:.2f} ps"
               + (" (it failed there: reporting only)" if failure else ""))
+    elif os.path.exists(log_path) and os.path.getsize(log_path):
+        # a finished run whose checkpoint was removed: starting over would overwrite its log
+        sys.exit(f"{run} holds the log of a run but no checkpoint (a finished run: its result is "
+                 f"in benchmarks/results/water_md_{args.molecules}.json); use another --run-dir")
     else:
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=rng)
         vd.Stationary(atoms)

@@ -25,6 +25,9 @@ Vec3 cross(const Vec3& a, const Vec3& b) {
 double dot(const Vec3& a, const Vec3& b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
 double norm(const Vec3& a) { return std::sqrt(dot(a, a)); }
 
+// periodic images an atom may lie away from the cell before its wrapping loses precision
+constexpr double MAX_WRAP_IMAGES = 1.0e6;
+
 int64_t floor_div(int64_t a, int64_t b) {
     int64_t q = a / b;
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
@@ -158,6 +161,17 @@ void compute_neighbors(const double* positions, int64_t n_atoms, const double* c
             double s = 0.0;
             for (int c = 0; c < 3; ++c) s += positions[3 * i + c] * inv[c][k];
             if (pbc[k]) {
+                // beyond ~1e6 images the wrapped position keeps fewer than ~10 significant
+                // digits of its place in the cell (and the shift overflows int32 later)
+                if (std::abs(s) > MAX_WRAP_IMAGES) {
+                    std::ostringstream msg;
+                    msg << "atom " << i << " at (" << positions[3 * i] << ", " << positions[3 * i + 1]
+                        << ", " << positions[3 * i + 2] << ") Angstrom lies " << std::abs(s)
+                        << " cell lengths from the cell along periodic axis " << k
+                        << "; wrapping it would lose precision (limit " << MAX_WRAP_IMAGES
+                        << "): wrap the positions into the cell first";
+                    throw Error(Error::InvalidInput, msg.str());
+                }
                 double f = std::floor(s);
                 s -= f;
                 if (s >= 1.0) {  // rounding of s - floor(s) for tiny negative s

@@ -3,15 +3,13 @@
 #include "symprobe/symprobe.hpp"
 #include "symprobe_lebedev.hpp"
 
+#include <algorithm>
 #include <cmath>
-#include <sstream>
 
 namespace symprobe {
 namespace {
 
 constexpr double PI = 3.14159265358979323846;
-constexpr int MAX_GRID_ORDER = 12;  // (2L-1)^2 L = 6348 rotations
-
 using Mat = std::array<double, 9>;
 
 Mat multiply(const Mat& a, const Mat& b) {
@@ -92,74 +90,25 @@ std::vector<int> lebedev_orders() {
     return out;
 }
 
-RotationOptions RotationOptions::parse(const std::string& spec) {
-    std::istringstream in(spec);
-    std::vector<std::string> tokens;
-    for (std::string t; in >> t;) tokens.push_back(t);
-    RotationOptions out;
-    const std::string usage = "expected 'none', 'random', 'grid L' or 'lebedev L'";
-    if (tokens.empty()) throw Error(Error::InvalidInput, "empty rotations option: " + usage);
-    const std::string& mode = tokens[0];
-    if (mode == "none" || mode == "random") {
-        if (tokens.size() != 1) {
-            throw Error(Error::InvalidInput, "rotations '" + spec + "': '" + mode + "' takes no order");
-        }
-        out.mode = mode == "none" ? None : Random;
-        return out;
+RotationStatistics rotation_statistics(const std::vector<double>& weights, const double* energies) {
+    RotationStatistics out;
+    if (weights.empty()) return out;
+    double total = 0.0, lo = energies[0], hi = energies[0];
+    for (size_t k = 0; k < weights.size(); ++k) {
+        total += weights[k];
+        out.mean += weights[k] * energies[k];
+        lo = std::min(lo, energies[k]);
+        hi = std::max(hi, energies[k]);
     }
-    if (mode != "grid" && mode != "lebedev") {
-        throw Error(Error::InvalidInput, "unknown rotations mode '" + mode + "': " + usage);
+    out.mean /= total;
+    if (weights.size() < 2) return out;  // one copy: no spread, and no rounding noise
+    double variance = 0.0;
+    for (size_t k = 0; k < weights.size(); ++k) {
+        variance += weights[k] * (energies[k] - out.mean) * (energies[k] - out.mean);
     }
-    if (tokens.size() != 2) {
-        throw Error(Error::InvalidInput, "rotations '" + spec + "': '" + mode + "' needs one order L");
-    }
-    char* end = nullptr;
-    long order = std::strtol(tokens[1].c_str(), &end, 10);
-    if (*end != '\0' || order < 1 || order > 100000) {
-        throw Error(Error::InvalidInput,
-                    "rotations '" + spec + "': the order must be a positive integer");
-    }
-    out.mode = mode == "grid" ? Grid : Lebedev;
-    out.order = static_cast<int>(order);
-    out.validate();
+    out.std = std::sqrt(variance / total);
+    out.spread = hi - lo;
     return out;
-}
-
-void RotationOptions::validate() const {
-    if (chunk < 0) throw Error(Error::InvalidInput, "chunk must be >= 0 (0 = automatic)");
-    if (inversion && mode == None) {
-        throw Error(Error::InvalidInput, "inversion needs rotations 'random', 'grid L' or 'lebedev L'");
-    }
-    if (randomize && mode != Grid && mode != Lebedev) {
-        throw Error(Error::InvalidInput, "randomize applies to 'grid L' and 'lebedev L' rotations only");
-    }
-    if (mode == Grid && (order < 1 || order > MAX_GRID_ORDER)) {
-        throw Error(Error::InvalidInput, "grid order must lie in 1.." + std::to_string(MAX_GRID_ORDER) +
-                                             ", got " + std::to_string(order));
-    }
-    if (mode == Lebedev) {
-        for (int l : lebedev_orders()) {
-            if (l == order) return;
-        }
-        std::ostringstream msg;
-        msg << "no Lebedev rule of order " << order << "; available:";
-        for (int l : lebedev_orders()) msg << " " << l;
-        throw Error(Error::InvalidInput, msg.str());
-    }
-}
-
-std::string RotationOptions::describe() const {
-    std::ostringstream out;
-    switch (mode) {
-        case None: out << "none"; break;
-        case Random: out << "random"; break;
-        case Grid: out << "grid " << order; break;
-        case Lebedev: out << "lebedev " << order; break;
-    }
-    if (mode != None) out << (inversion ? ", inversion" : "");
-    if ((mode == Grid || mode == Lebedev) && randomize) out << ", randomized";
-    if (mode == Random || randomize) out << ", seed " << seed;
-    return out.str();
 }
 
 RotationSet rotation_set(const RotationOptions& options, uint64_t step) {

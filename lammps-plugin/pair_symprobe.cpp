@@ -1,6 +1,5 @@
-// pair_style symprobe MODEL [rotations none|random|grid L|lebedev L] [inversion yes|no]
-//                           [randomize yes|no] [seed S] [chunk N] [device cpu|cuda] [threads N]
-// pair_coeff * * ELEMENT_OF_TYPE_1 ELEMENT_OF_TYPE_2 ...
+// pair_style symprobe MODEL [key value ...]   (the core's options: symprobe::option_table())
+// pair_coeff * * ELEMENT_OF_TYPE_1 ELEMENT_OF_TYPE_2 ...   (NULL: a type left to other styles)
 // MODEL: a TorchScript file or a bundled model name (symprobe::resolve_model_path)
 #include "pair_symprobe.h"
 
@@ -23,13 +22,9 @@ using namespace LAMMPS_NS;
 
 namespace {
 constexpr double KCAL_PER_MOL_PER_EV = 23.060547830619026;  // CODATA 2018
-
-bool yes_no(const std::string& value, const char* keyword, Error* error) {
-    if (value == "yes") return true;
-    if (value == "no") return false;
-    error->all(FLERR, "pair_style symprobe: {} must be yes or no, got '{}'", keyword, value);
-    return false;
-}
+constexpr int NULL_TYPE = 0;   // pair_coeff NULL: neither centre nor neighbour of this style
+constexpr int UNSET_TYPE = -1;
+constexpr int RESTART_FORMAT = -2;  // first int of the restart settings (older files: the arg count)
 }  // namespace
 
 PairSymprobe::PairSymprobe(LAMMPS* lmp) : Pair(lmp) {
@@ -62,54 +57,27 @@ void PairSymprobe::allocate() {
     memory->create(cutghost, n, n, "pair:cutghost");
     for (int i = 0; i < n; ++i)
         for (int j = 0; j < n; ++j) setflag[i][j] = 0;
-    type_numbers_.assign(n, 0);
+    type_numbers_.assign(n, UNSET_TYPE);
 }
 
 void PairSymprobe::load() {
-    // args_: model path, then keyword/value pairs (rotations takes one or two words)
-    symprobe::ModelOptions options;
-    std::string rotations = "none";
-    for (size_t k = 1; k < args_.size(); ++k) {
-        const std::string& key = args_[k];
-        auto value = [&](const char* what) -> std::string {
-            if (k + 1 >= args_.size()) error->all(FLERR, "pair_style symprobe: {} needs a value ({})", key, what);
-            return args_[++k];
-        };
-        if (key == "rotations") {
-            rotations = value("none, random, grid L or lebedev L");
-            if ((rotations == "grid" || rotations == "lebedev") && k + 1 < args_.size()) {
-                rotations += " " + args_[++k];
-            }
-        } else if (key == "inversion") {
-            options.rotations.inversion = yes_no(value("yes or no"), "inversion", error);
-        } else if (key == "randomize") {
-            options.rotations.randomize = yes_no(value("yes or no"), "randomize", error);
-        } else if (key == "seed") {
-            options.rotations.seed = utils::bnumeric(FLERR, value("an integer"), false, lmp);
-        } else if (key == "chunk") {
-            options.rotations.chunk = utils::inumeric(FLERR, value("an integer"), false, lmp);
-        } else if (key == "device") {
-            options.device = value("cpu or cuda");
-        } else if (key == "threads") {
-            options.threads = utils::inumeric(FLERR, value("an integer"), false, lmp);
-        } else {
-            error->all(FLERR, "pair_style symprobe: unknown keyword '{}' (expected rotations, inversion, "
-                              "randomize, seed, chunk, device, threads)", key);
+    // args_: the model, then the core's `key value` options
+    std::vector<std::string> tokens(args_.begin() + 1, args_.end());
+    for (size_t k = 0; k < tokens.size(); k += 2) {
+        if (tokens[k] == "skin") {
+            error->all(FLERR, "pair_style symprobe: skin is not a pair_style option: LAMMPS's "
+                              "`neighbor` command sets the skin of the neighbour list");
+        }
+        if (tokens[k] == "rotations" && k + 2 < tokens.size() &&
+            (tokens[k + 1] == "grid" || tokens[k + 1] == "lebedev")) {
+            ++k;  // the order
         }
     }
     try {
-        symprobe::RotationOptions parsed = symprobe::RotationOptions::parse(rotations);
-        parsed.inversion = options.rotations.inversion;
-        parsed.randomize = options.rotations.randomize;
-        parsed.seed = options.rotations.seed;
-        parsed.chunk = options.rotations.chunk;
-        options.rotations = parsed;
-        model_ = std::make_unique<symprobe::Model>(args_[0], options);
+        model_ = std::make_unique<symprobe::Model>(args_[0], symprobe::ModelOptions::parse(tokens));
     } catch (const symprobe::Error& e) {
         error->all(FLERR, "pair_style symprobe: {}", e.what());
     }
-    // quadrature weights do not change between evaluations (random re-orientations keep them)
-    rotation_weights_ = symprobe::rotation_set(model_->options().rotations, 0).weights;
     model_cutoff_ = model_->metadata().cutoff;
     range_ = model_->metadata().interaction_range;
     // a single message-passing step needs only the edges of local atoms; deeper models also
@@ -136,11 +104,16 @@ void PairSymprobe::coeff(int narg, char** arg) {
     }
     const auto& allowed = model_->metadata().elements;
     for (int t = 1; t <= ntypes; ++t) {
+        if (std::strcmp(arg[1 + t], "NULL") == 0) {
+            type_numbers_[t] = NULL_TYPE;
+            continue;
+        }
         int z = 0;
         try {
             z = symprobe::atomic_number(arg[1 + t]);
         } catch (const symprobe::Error& e) {
-            error->all(FLERR, "pair_coeff symprobe: atom type {}: {}", t, e.what());
+            error->all(FLERR, "pair_coeff symprobe: atom type {}: {} (NULL leaves a type to other "
+                              "styles of pair_style hybrid)", t, e.what());
         }
         bool ok = false;
         for (int e : allowed) ok = ok || e == z;
@@ -153,7 +126,8 @@ void PairSymprobe::coeff(int narg, char** arg) {
         type_numbers_[t] = z;
     }
     for (int i = 1; i <= ntypes; ++i)
-        for (int j = i; j <= ntypes; ++j) setflag[i][j] = 1;
+        for (int j = i; j <= ntypes; ++j)
+            setflag[i][j] = type_numbers_[i] != NULL_TYPE && type_numbers_[j] != NULL_TYPE ? 1 : 0;
 }
 
 void PairSymprobe::init_style() {
@@ -166,7 +140,7 @@ void PairSymprobe::init_style() {
         error->all(FLERR, "pair_style symprobe supports units metal and real, not '{}'", update->unit_style);
     }
     for (int t = 1; t <= atom->ntypes; ++t) {
-        if (type_numbers_[t] == 0) error->all(FLERR, "pair_style symprobe: atom type {} has no element", t);
+        if (type_numbers_[t] == UNSET_TYPE) error->all(FLERR, "pair_style symprobe: atom type {} has no element", t);
     }
     neighbor->add_request(this, ghostneigh ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
                                            : NeighConst::REQ_FULL);
@@ -186,49 +160,70 @@ void PairSymprobe::compute(int eflag, int vflag) {
     const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
     const int n_centers = list->inum + (ghostneigh ? list->gnum : 0);
 
-    std::vector<int32_t> numbers(nall);
-    for (int i = 0; i < nall; ++i) numbers[i] = type_numbers_[type[i]];
-    std::vector<int64_t> centers, neighbors;
-    std::vector<double> vectors;
+    // graph nodes: atoms of this style's types, local ones first (they carry the energy)
+    node_of_.assign(nall, -1);
+    atom_of_.clear();
+    numbers_.clear();
+    int n_local_nodes = 0;
+    for (int i = 0; i < nall; ++i) {
+        if (type_numbers_[type[i]] <= 0) continue;
+        node_of_[i] = static_cast<int64_t>(atom_of_.size());
+        atom_of_.push_back(i);
+        numbers_.push_back(type_numbers_[type[i]]);
+        if (i < nlocal) n_local_nodes++;
+    }
+    centers_.clear();
+    neighbors_.clear();
+    vectors_.clear();
     const double rc2 = model_cutoff_ * model_cutoff_;
     for (int ii = 0; ii < n_centers; ++ii) {
         const int i = list->ilist[ii];
+        if (node_of_[i] < 0) continue;
         const int* jlist = list->firstneigh[i];
         for (int jj = 0; jj < list->numneigh[i]; ++jj) {
             const int j = jlist[jj] & NEIGHMASK;
+            if (node_of_[j] < 0) continue;
             const double d[3] = {x[j][0] - x[i][0], x[j][1] - x[i][1], x[j][2] - x[i][2]};
             if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] >= rc2) continue;
-            centers.push_back(i);
-            neighbors.push_back(j);
-            vectors.insert(vectors.end(), d, d + 3);
+            centers_.push_back(node_of_[i]);
+            neighbors_.push_back(node_of_[j]);
+            vectors_.insert(vectors_.end(), d, d + 3);
         }
     }
-    symprobe::Graph g;
-    g.numbers = numbers.data();
-    g.n_nodes = nall;
-    g.n_energy_nodes = nlocal;
-    g.centers = centers.data();
-    g.neighbors = neighbors.data();
-    g.vectors = vectors.data();
-    g.n_edges = static_cast<int64_t>(centers.size());
+    const int64_t n_nodes = static_cast<int64_t>(atom_of_.size());
+    symprobe::Results r;
     symprobe::Request request;
     request.forces = true;
     request.virial = vflag_global != 0;
     request.energies = eflag_atom != 0;
     request.atomic_virials = vflag_atom != 0;
-    symprobe::Results r;
-    try {
-        r = model_->compute_graph(g, request);
-    } catch (const symprobe::Error& e) {
-        error->one(FLERR, "pair_style symprobe: {}", e.what());
+    // the rotation is a function of the step: a run that starts again at step k (run N + run N,
+    // read_restart) draws the rotation of step k, as one long run does
+    request.step = static_cast<int64_t>(update->ntimestep);
+    if (n_nodes > 0) {
+        symprobe::Graph g;
+        g.numbers = numbers_.data();
+        g.n_nodes = n_nodes;
+        g.n_energy_nodes = n_local_nodes;
+        g.centers = centers_.data();
+        g.neighbors = neighbors_.data();
+        g.vectors = vectors_.data();
+        g.n_edges = static_cast<int64_t>(centers_.size());
+        try {
+            r = model_->compute_graph(g, request);
+        } catch (const symprobe::Error& e) {
+            error->one(FLERR, "pair_style symprobe: {}", e.what());
+        }
+    } else {  // a rank without atoms of this style still joins the reduction below
+        r.diagnostics.rotation_energies.assign(model_->rotation_weights().size(), 0.0);
     }
 
     const double ef = energy_factor_;
-    for (int i = 0; i < nall; ++i)
-        for (int c = 0; c < 3; ++c) f[i][c] += ef * r.forces[3 * i + c];
+    for (int64_t k = 0; k < n_nodes; ++k)
+        for (int c = 0; c < 3; ++c) f[atom_of_[k]][c] += ef * r.forces[3 * k + c];
     if (eflag_global) eng_vdwl += ef * r.energy;
     if (eflag_atom)
-        for (int i = 0; i < nlocal; ++i) eatom[i] += ef * r.energies[i];
+        for (int64_t k = 0; k < n_local_nodes; ++k) eatom[atom_of_[k]] += ef * r.energies[k];
     const auto sym = [](const double* w, double* v6, double factor) {
         v6[0] += factor * w[0];
         v6[1] += factor * w[4];
@@ -239,26 +234,18 @@ void PairSymprobe::compute(int eflag, int vflag) {
     };
     if (vflag_global) sym(r.virial.data(), virial, ef);
     if (vflag_atom)
-        for (int i = 0; i < nall; ++i) sym(&r.atomic_virials[9 * i], vatom[i], ef);
+        for (int64_t k = 0; k < n_nodes; ++k) sym(&r.atomic_virials[9 * k], vatom[atom_of_[k]], ef);
 
-    // diagnostics of the whole system: rotation energies and torque summed over ranks
+    // diagnostics of the whole system: per-rotation energies and the torque summed over ranks,
+    // reduced by the core
     std::vector<double> local(r.diagnostics.rotation_energies);
     local.insert(local.end(), r.diagnostics.net_torque.begin(), r.diagnostics.net_torque.end());
     std::vector<double> total(local.size());
     MPI_Allreduce(local.data(), total.data(), static_cast<int>(local.size()), MPI_DOUBLE, MPI_SUM, world);
     const size_t n_rot = r.diagnostics.rotation_energies.size();
-    const std::vector<double>& weights = rotation_weights_;
-    double wsum = 0, mean = 0, var = 0, lo = total[0], hi = total[0];
-    for (size_t k = 0; k < n_rot; ++k) {
-        wsum += weights[k];
-        mean += weights[k] * total[k];
-        lo = std::min(lo, total[k]);
-        hi = std::max(hi, total[k]);
-    }
-    mean /= wsum;
-    for (size_t k = 0; k < n_rot; ++k) var += weights[k] * (total[k] - mean) * (total[k] - mean) / wsum;
-    diagnostics_[0] = ef * (hi - lo);
-    diagnostics_[1] = ef * std::sqrt(var);
+    symprobe::RotationStatistics stats = symprobe::rotation_statistics(model_->rotation_weights(), total.data());
+    diagnostics_[0] = ef * stats.spread;
+    diagnostics_[1] = ef * stats.std;
     for (int c = 0; c < 3; ++c) diagnostics_[2 + c] = ef * total[n_rot + c];
     // compute pair sums pvector over ranks
     for (int k = 0; k < nextra; ++k) pvector[k] = diagnostics_[k] / comm->nprocs;
@@ -275,9 +262,12 @@ void* PairSymprobe::extract(const char* name, int& dim) {
     return nullptr;
 }
 
-// Restart files keep the pair_style arguments and the position of the random rotation stream.
+// Restart files keep the pair_style arguments and the element of each type. Random rotations
+// need nothing more: they are a function of the step, which LAMMPS restores.
 void PairSymprobe::write_restart_settings(FILE* fp) {
     if (comm->me != 0) return;
+    int format = RESTART_FORMAT;
+    std::fwrite(&format, sizeof(int), 1, fp);
     int n = static_cast<int>(args_.size());
     std::fwrite(&n, sizeof(int), 1, fp);
     for (const std::string& a : args_) {
@@ -285,14 +275,21 @@ void PairSymprobe::write_restart_settings(FILE* fp) {
         std::fwrite(&len, sizeof(int), 1, fp);
         std::fwrite(a.data(), 1, len, fp);
     }
-    uint64_t step = model_->rotation_step();
-    std::fwrite(&step, sizeof(step), 1, fp);
 }
 
 void PairSymprobe::read_restart_settings(FILE* fp) {
-    int n = 0;
-    if (comm->me == 0) utils::sfread(FLERR, &n, sizeof(int), 1, fp, nullptr, error);
-    MPI_Bcast(&n, 1, MPI_INT, 0, world);
+    int first = 0;
+    if (comm->me == 0) utils::sfread(FLERR, &first, sizeof(int), 1, fp, nullptr, error);
+    MPI_Bcast(&first, 1, MPI_INT, 0, world);
+    const bool legacy = first >= 0;  // argument count first, an evaluation counter after them
+    int n = first;
+    if (!legacy) {
+        if (first != RESTART_FORMAT) {
+            error->all(FLERR, "pair_style symprobe: restart file written by an unknown version (format {})", -first);
+        }
+        if (comm->me == 0) utils::sfread(FLERR, &n, sizeof(int), 1, fp, nullptr, error);
+        MPI_Bcast(&n, 1, MPI_INT, 0, world);
+    }
     args_.assign(n, "");
     for (int k = 0; k < n; ++k) {
         int len = 0;
@@ -307,11 +304,11 @@ void PairSymprobe::read_restart_settings(FILE* fp) {
         MPI_Bcast(text.data(), len, MPI_CHAR, 0, world);
         args_[k] = text;
     }
-    uint64_t step = 0;
-    if (comm->me == 0) utils::sfread(FLERR, &step, sizeof(step), 1, fp, nullptr, error);
-    MPI_Bcast(&step, 1, MPI_UINT64_T, 0, world);
+    if (legacy) {
+        uint64_t counter = 0;
+        if (comm->me == 0) utils::sfread(FLERR, &counter, sizeof(counter), 1, fp, nullptr, error);
+    }
     load();
-    model_->set_rotation_step(step);
 }
 
 void PairSymprobe::write_restart(FILE* fp) {
@@ -325,5 +322,6 @@ void PairSymprobe::read_restart(FILE* fp) {
     if (comm->me == 0) utils::sfread(FLERR, type_numbers_.data() + 1, sizeof(int), atom->ntypes, fp, nullptr, error);
     MPI_Bcast(type_numbers_.data() + 1, atom->ntypes, MPI_INT, 0, world);
     for (int i = 1; i <= atom->ntypes; ++i)
-        for (int j = i; j <= atom->ntypes; ++j) setflag[i][j] = 1;
+        for (int j = i; j <= atom->ntypes; ++j)
+            setflag[i][j] = type_numbers_[i] != NULL_TYPE && type_numbers_[j] != NULL_TYPE ? 1 : 0;
 }

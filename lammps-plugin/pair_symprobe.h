@@ -33,11 +33,14 @@ private:
     void load();
     std::unique_ptr<symprobe::Model> model_;
     std::vector<std::string> args_;      // pair_style arguments, kept for restart files
-    std::vector<int> type_numbers_;      // atomic number of each atom type (1-based)
+    std::vector<int> type_numbers_;      // atomic number of each atom type (1-based); 0: NULL
     double energy_factor_ = 1.0;         // LAMMPS energy units per eV
     double model_cutoff_ = 0.0;          // Angstrom
     double range_ = 0.0;                 // interaction range, Angstrom
-    std::vector<double> rotation_weights_;        // of the rotation set, for the diagnostics
+    // the graph handed to the core, kept between steps to reuse the memory
+    std::vector<int64_t> node_of_, atom_of_, centers_, neighbors_;
+    std::vector<int32_t> numbers_;
+    std::vector<double> vectors_;
     double diagnostics_[6] = {0, 0, 0, 0, 0, 0};  // for `pair extract` / compute pair
     void allocate();
 };

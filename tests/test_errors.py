@@ -149,10 +149,12 @@ def test_model_failures_become_model_errors(tmp_path, atoms, module, message):
 
 
 def test_bad_options(reference_path):
-    with pytest.raises(ValueError, match="invalid device 'tpu'"):
+    with pytest.raises(ValueError, match="device must be cpu, cuda or cuda:N, got 'tpu'"):
         symprobe.load_model(reference_path(), device="tpu")
-    with pytest.raises(ValueError, match="Verlet skin"):
+    with pytest.raises(ValueError, match="skin must be a non-negative length in Angstrom, got '-1.0'"):
         symprobe.load_model(reference_path(), skin=-1.0)
+    with pytest.raises(ValueError, match="threads must be a non-negative integer"):
+        symprobe.load_model(reference_path(), threads=-2)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
             symprobe.load_model(reference_path(), device="cuda")

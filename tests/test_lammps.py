@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ase.geometry
 import ase.io
 import numpy as np
 import pytest
@@ -213,34 +214,100 @@ print "VOL $(vol:%.17g) $(atoms)"
     assert natoms == 192 and 0.8 < vol / v0 < 1.2
 
 
-def test_random_rotations_continue_after_restart(tmp_path):
+def final_positions(out):
+    return np.array([v for v in values(out, "X")])
+
+
+SPLIT_SETUP = """velocity all create 300 99 mom yes rot no
+timestep 0.0005
+fix nve all nve
+"""
+PRINT_POSITIONS = """variable k loop 24
+label loop
+print "X $(x[v_k]:%.17g) $(y[v_k]:%.17g) $(z[v_k]:%.17g)"
+next k
+jump SELF loop
+"""
+
+
+@pytest.mark.parametrize("rotations", ["none", "random seed 42", "random inversion yes seed 42",
+                                       "grid 2 randomize yes seed 7 chunk 6"])
+def test_split_runs_and_restarts_are_trajectory_identical(tmp_path, rotations):
+    """run 20 == run 10 + run 10 == run 10, write_restart, read_restart, run 10, bit for bit:
+    the rotation is a function of the step, so the evaluation that LAMMPS repeats at the start
+    of every run draws the same rotation again. (Grids with an automatic chunk re-tune it after
+    a restart, which changes the summation order: equal to rounding, docs/lammps.md.)"""
     write_data(water_box(8, seed=6), tmp_path / "data.lmp")
-    model = f"{bundled_path('water-orientation')} rotations random inversion yes seed 42"
-    straight = header(model) + """
-velocity all create 300 99 mom yes rot no
-timestep 0.0002
-fix nve all nve
-thermo_style custom step pe
-thermo_modify format float %.15g
-thermo 1
-run 3
-write_restart state.restart
-run 3
+    model = f"{bundled_path('water-orientation')} rotations {rotations}"
+    _, straight = run_lammps(tmp_path, header(model) + SPLIT_SETUP + "run 20\n" + PRINT_POSITIONS)
+    _, split = run_lammps(tmp_path, header(model) + SPLIT_SETUP + "run 10\nrun 10\n" + PRINT_POSITIONS)
+    run_lammps(tmp_path, header(model) + SPLIT_SETUP + "run 10\nwrite_restart state.restart\n")
+    _, resumed = run_lammps(tmp_path, "read_restart state.restart\npair_coeff * * O H\n"
+                                      "fix nve all nve\nrun 10\n" + PRINT_POSITIONS)
+    x = final_positions(straight)
+    assert x.shape == (24, 3)
+    np.testing.assert_array_equal(final_positions(split), x)
+    np.testing.assert_array_equal(final_positions(resumed), x)
+    if rotations != "none":
+        # the rotations matter: the plain model ends elsewhere
+        _, plain = run_lammps(tmp_path, header(bundled_path("water-orientation")) + SPLIT_SETUP
+                              + "run 20\n" + PRINT_POSITIONS)
+        assert np.abs(final_positions(plain) - x).max() > 1e-6
+
+
+def test_random_rotation_is_the_cores_rotation_of_the_step(tmp_path):
+    """At step k LAMMPS evaluates the core's rotation of (seed, k): run 0 after reset_timestep
+    equals Python's compute(step=k)."""
+    atoms = water_box(8, seed=6)
+    lmp_atoms = write_data(atoms, tmp_path / "data.lmp")
+    model = symprobe.load_model("water-orientation", rotations="random", seed=42)
+    body = header("water-orientation rotations random seed 42")
+    for step in (0, 13, 13, 14):
+        body += f"reset_timestep {step}\nrun 0\nprint \"PE $(pe:%.17g)\"\n"
+    _, out = run_lammps(tmp_path, body)
+    pe = [v[0] for v in values(out, "PE")]
+    expected = [model.compute(lmp_atoms.positions, lmp_atoms.numbers, lmp_atoms.cell.array, True,
+                              step=k)["energy"] for k in (0, 13, 13, 14)]
+    np.testing.assert_allclose(pe, expected, rtol=1e-12)
+    assert pe[1] == pe[2] and pe[1] != pe[3]
+
+
+def test_null_type_in_pair_style_hybrid(tmp_path):
+    """pair_coeff * * symprobe O H NULL: argon atoms (type 3) are neither centres nor neighbours
+    of symprobe; lj/cut handles them. Energy = core(water alone) + LJ(argon pair)."""
+    from ase import Atoms
+    water = water_box(8, seed=12)
+    argon = Atoms("Ar2", positions=[[0.0, 0.0, 0.0], [2.9, 0.0, 0.0]], cell=water.cell, pbc=True)
+    # argon inside the water box: a symprobe that saw them would fail (no Ar) or change energies
+    argon.positions += water.positions[0] + 0.7
+    ase.io.write(tmp_path / "data.lmp", water + argon, format="lammps-data",
+                 specorder=["O", "H", "Ar"], masses=True)
+    lmp = ase.io.read(tmp_path / "data.lmp", format="lammps-data", Z_of_type={1: 8, 2: 1, 3: 18})
+    eps, sigma, rc = 0.0104, 2.6, 3.0  # no periodic image of the pair within rc (box 6.2 A)
+    body = f"""units metal
+atom_style atomic
+boundary p p p
+atom_modify map array
+read_data data.lmp
+pair_style hybrid symprobe water-orientation lj/cut {rc}
+pair_coeff * * symprobe O H NULL
+pair_coeff 3 3 lj/cut {eps} {sigma}
+pair_coeff 1*2 3 none
+dump d all custom 1 forces.dump id fx fy fz
+dump_modify d format float %.17g sort id
+run 0
+print "PE $(pe:%.17g)"
 """
-    _, out = run_lammps(tmp_path, straight)
-    pe_straight = [float(l.split()[1]) for l in out.splitlines() if re.match(r"^\s+[456]\s+-?\d", l)]
-    resumed = """read_restart state.restart
-pair_coeff * * O H
-fix nve all nve
-thermo_style custom step pe
-thermo_modify format float %.15g
-thermo 1
-run 3
-"""
-    _, out = run_lammps(tmp_path, resumed)
-    pe_resumed = [float(l.split()[1]) for l in out.splitlines() if re.match(r"^\s+[456]\s+-?\d", l)]
-    assert len(pe_straight) == 3
-    np.testing.assert_allclose(pe_resumed, pe_straight, rtol=1e-10)
+    _, out = run_lammps(tmp_path, body)
+    ref = symprobe.load_model("water-orientation").compute(
+        lmp.positions[:24], lmp.numbers[:24], lmp.cell.array, True)
+    d = ase.geometry.get_distances(lmp.positions[24], lmp.positions[25], cell=lmp.cell, pbc=True)[1][0, 0]
+    assert d < rc
+    lj = 4 * eps * ((sigma / d) ** 12 - (sigma / d) ** 6)
+    assert values(out, "PE")[0][0] == pytest.approx(ref["energy"] + lj, rel=1e-10)
+    forces = read_dump_forces(tmp_path / "forces.dump", 26)
+    np.testing.assert_allclose(forces[:24], ref["forces"], atol=1e-9)
+    assert abs(forces[24, 0]) > 1e-4 and forces[24, 0] == pytest.approx(-forces[25, 0], rel=1e-10)
 
 
 @pytest.mark.parametrize("pair,extra,message", [
@@ -249,8 +316,14 @@ run 3
     ("/nonexistent/model.pt", "", "model file '/nonexistent/model.pt' does not exist"),
     ("water-pett", "", "'water-pett' does not exist or cannot be read (bundled models: "
                        "water-orientation, water-pet, water-reference)"),
-    ("{model} rotations grid 0", "", "the order must be a positive integer"),
-    ("{model} spin yes", "", "unknown keyword 'spin'"),
+    ("{model} rotations grid 0", "", "rotations grid needs an order L (a positive integer), got '0'"),
+    ("{model} rotations grid inversion yes", "",
+     "rotations grid needs an order L (a positive integer), got 'inversion'"),
+    ("{model} rotations grid", "", "rotations grid needs an order L (a positive integer)"),
+    ("{model} spin yes", "", "unknown option 'spin' (options: rotations, inversion"),
+    ("{model} rotations random seed -1", "", "seed must be a non-negative integer (0 to 2^64-1), got '-1'"),
+    ("{model} inversion maybe", "", "inversion must be yes or no, got 'maybe'"),
+    ("{model} skin 0.5", "", "skin is not a pair_style option"),
 ])
 def test_errors(tmp_path, pair, extra, message):
     write_data(water_box(2, seed=1), tmp_path / "data.lmp")

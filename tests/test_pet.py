@@ -129,14 +129,24 @@ def six_frames(tmp_path_factory):
 
 def test_training_lowers_loss_and_reports(tmp_path, six_frames):
     from symprobe.train import train
+    # the log of an earlier run whose checkpoint is gone (a finished run reproduced in its
+    # folder): a fresh start replaces it
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
     report = train(str(write_config(tmp_path, six_frames, 2)), progress=False)
     log = [json.loads(line) for line in open(tmp_path / "run" / "log.jsonl")]
-    assert len(log) == 2
+    assert len(log) == 2 and all("train_loss" in entry for entry in log)
     assert log[1]["train_loss"] < log[0]["train_loss"]
     split = json.load(open(tmp_path / "run" / "split.json"))
     assert len(split["train"]) == 4 and len(split["test"]) == 1
     assert set(split["train"]).isdisjoint(split["test"])
     assert report["test"]["frames"] == 1
+    # recorded paths are relative to the run directory (a moved checkout keeps them valid)
+    assert not os.path.isabs(split["source"])
+    assert os.path.samefile(tmp_path / "run" / split["source"], six_frames)
+    assert json.load(open(tmp_path / "run" / "report.json"))["model"] == "model.pt"
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["config"]
+    assert saved["data"]["path"] == split["source"] and saved["output"]["directory"] == "."
     model = symprobe.load_model(report["model"])
     assert model.dtype == "float32" and model.metadata["name"] == "pet"
     # the refitted baseline leaves no mean energy error per atom on the training frames
@@ -166,6 +176,24 @@ def test_interrupted_training_resumes_exactly(tmp_path, six_frames):
         assert torch.equal(a[key], b[key]), key
 
 
+def test_augmentation_draws_the_cores_random_rotation_stream():
+    from symprobe.train import random_rotations
+    # frame k of the training set at epoch e is rotated by step e * n_train + k of the stream
+    # behind `rotations random` (one generator for the runtime and training)
+    drawn = random_rotations(6, seed=3, start=12, inversion=True)
+    assert drawn.shape == (6, 3, 3) and drawn.dtype == torch.float64
+    for k in range(6):
+        expected = symprobe.rotation_set("random", inversion=True, seed=3, step=12 + k)[0][0]
+        np.testing.assert_array_equal(drawn[k].numpy(), expected)
+    assert torch.equal(random_rotations(2, seed=3, start=14, inversion=True), drawn[2:4])
+    many = random_rotations(400, seed=5, start=0, inversion=True)
+    np.testing.assert_allclose(many @ many.transpose(1, 2), np.broadcast_to(np.eye(3), (400, 3, 3)),
+                               atol=1e-12)
+    improper = int((torch.det(many) < 0).sum())
+    assert 140 < improper < 260  # probability 1/2 (binomial, 400 draws: ~6 sigma)
+    assert (torch.det(random_rotations(100, seed=5, start=0, inversion=False)) > 0).all()
+
+
 def test_training_config_errors(tmp_path, six_frames):
     from symprobe.train import train
     cfg = tmp_path / "bad.toml"
@@ -174,6 +202,9 @@ def test_training_config_errors(tmp_path, six_frames):
         train(str(cfg))
     cfg.write_text('[training]\nepochs = 3\n')
     with pytest.raises(ValueError, match=r"\[data\] path"):
+        train(str(cfg))
+    cfg.write_text(f'[data]\npath = "{six_frames}"\n[training]\nseed = -1\n')
+    with pytest.raises(ValueError, match=r"\[training\] seed must be an integer >= 0, got -1"):
         train(str(cfg))
     with pytest.raises(ValueError, match="max_minutes must be a positive number of minutes"):
         train(str(write_config(tmp_path, six_frames, 1, "timed")), max_minutes=0)
@@ -245,14 +276,25 @@ def test_float32_model_adds_large_baselines_without_rounding():
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "examples").glob("*.toml")))
 def test_example_training_configs_are_valid(name):
-    """Every shipped recipe parses, builds its model and names an existing [init] checkpoint of
-    the same hyperparameters (the data file is checked where ../shared is present)."""
+    """Every shipped recipe parses, builds its model and names an [init] checkpoint of the same
+    hyperparameters: one in the checkout, or the checkpoint.pt another shipped recipe writes,
+    whose committed run folder then keeps the weights it ended with as last.pt (an ended run
+    keeps no checkpoint). The data file is checked where ../shared is present."""
     from symprobe.train import load_config
     config = load_config(str(ROOT / "examples" / name))
     model = PET([1, 8], **config["model"])
     assert sum(p.numel() for p in model.parameters()) > 0
     if config["init"]["checkpoint"]:
-        saved = torch.load(config["init"]["checkpoint"], weights_only=False, map_location="cpu")
+        path = os.path.normpath(config["init"]["checkpoint"])
+        if not os.path.exists(path):
+            writers = [other for other in (load_config(str(p))
+                                           for p in (ROOT / "examples").glob("*.toml"))
+                       if os.path.normpath(os.path.join(other["output"]["directory"],
+                                                        "checkpoint.pt")) == path]
+            assert writers, f"{path} is neither in the checkout nor written by a shipped recipe"
+            assert all(other["model"] == config["model"] for other in writers)
+            path = os.path.join(os.path.dirname(path), "last.pt")
+        saved = torch.load(path, weights_only=False, map_location="cpu")
         assert saved["config"]["model"] == config["model"]
         assert saved["state"]["epoch"] == config["init"]["epoch"]
     if SHARED_DATA.exists():

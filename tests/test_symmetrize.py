@@ -79,7 +79,7 @@ def test_exponential_model_converges_to_closed_form(reference_path, box, plain_e
 def test_invariant_model_is_unchanged_by_every_mode(reference_path, box, options):
     plain = compute(symprobe.load_model(reference_path("water-reference")), box, energies=True)
     model = symprobe.load_model(reference_path("water-reference"), **options)
-    res = compute(model, box, energies=True)
+    res = compute(model, box, energies=True, forces_rms_spread=True)
     assert res["energy"] == pytest.approx(plain["energy"], rel=1e-12, abs=1e-10)
     np.testing.assert_allclose(res["forces"], plain["forces"], atol=1e-10)
     np.testing.assert_allclose(res["virial"], plain["virial"], atol=1e-10)
@@ -204,7 +204,7 @@ def test_diagnostics_match_explicit_rotations(reference_path, box):
     path = reference_path("water-orientation")
     model = symprobe.load_model(path, rotations="grid 2", inversion=True, chunk=7)
     plain = symprobe.load_model(path)
-    res = compute(model, box)
+    res = compute(model, box, forces_rms_spread=True)
     mats, weights = symprobe.rotation_set("grid 2", inversion=True)
     weights = weights / weights.sum()
     energies, forces = [], []
@@ -251,14 +251,19 @@ def test_chunk_size_does_not_change_results(reference_path, box):
 
 
 @pytest.mark.parametrize("options,message", [
-    (dict(rotations="grid 0"), "order must be a positive integer"),
-    (dict(rotations="grid"), "needs one order L"),
+    (dict(rotations="grid 0"), "rotations grid needs an order L \\(a positive integer\\), got '0'"),
+    (dict(rotations="grid"), "rotations grid needs an order L \\(a positive integer\\)$"),
+    (dict(rotations="grid inversion"), "rotations grid needs an order L .*got 'inversion'"),
     (dict(rotations="grid 99"), "grid order must lie in 1..12"),
     (dict(rotations="lebedev 4"), "no Lebedev rule of order 4; available: 1 3 5"),
-    (dict(rotations="spin 2"), "unknown rotations mode 'spin'"),
-    (dict(rotations="random 3"), "'random' takes no order"),
-    (dict(rotations="none", randomize=True), "randomize applies to 'grid L' and 'lebedev L'"),
-    (dict(rotations="grid 2", chunk=-1), "chunk must be >= 0"),
+    (dict(rotations="spin 2"), "unknown rotations 'spin'"),
+    (dict(rotations="random 3"), "unknown option '3'"),
+    (dict(rotations="none", randomize=True), "randomize applies to rotations grid L and lebedev L"),
+    (dict(rotations="grid 2", chunk=-1), "chunk must be a non-negative integer"),
+    (dict(rotations="random", seed=-1), "seed must be a non-negative integer \\(0 to 2\\^64-1\\), got '-1'"),
+    (dict(rotations="random", seed=2**64), "seed must be a non-negative integer"),
+    (dict(rotations="random", inversion="maybe"), "inversion must be yes or no, got 'maybe'"),
+    (dict(rotations="grid 2", spin=1), "unknown option 'spin' \\(options: rotations, inversion"),
 ])
 def test_bad_rotation_options(reference_path, options, message):
     with pytest.raises(ValueError, match=message):
@@ -283,9 +288,11 @@ def test_batch_equals_separate_evaluations(reference_path, options):
     structures[1].positions += np.random.default_rng(0).normal(0, 0.05, (24, 3))
     batch = symprobe.load_model(path, **options).compute_batch(
         [a.positions for a in structures], structures[0].numbers,
-        [a.cell.array for a in structures], True, energies=True, atomic_virials=True)
+        [a.cell.array for a in structures], True, energies=True, atomic_virials=True,
+        forces_rms_spread=True)
     for atoms, got in zip(structures, batch):
-        ref = compute(symprobe.load_model(path, **options), atoms, energies=True, atomic_virials=True)
+        ref = compute(symprobe.load_model(path, **options), atoms, energies=True, atomic_virials=True,
+                      forces_rms_spread=True)
         for key in ("energy", "energy_spread", "energy_std", "forces_rms_spread"):
             assert got[key] == pytest.approx(ref[key], rel=1e-10, abs=1e-12), key
         for key in ("forces", "virial", "energies", "atomic_virials", "rotation_energies", "net_torque"):
@@ -294,7 +301,7 @@ def test_batch_equals_separate_evaluations(reference_path, options):
 
 def test_rotations_of_a_system_without_edges(reference_path):
     model = symprobe.load_model(reference_path("water-orientation"), rotations="grid 2", inversion=True)
-    res = model.compute([[0.0, 0.0, 0.0]], [8], None, False)
+    res = model.compute([[0.0, 0.0, 0.0]], [8], None, False, forces_rms_spread=True)
     assert np.isfinite(res["energy"]) and np.all(res["forces"] == 0.0)
     assert res["forces_rms_spread"] == 0.0
 

@@ -74,6 +74,19 @@ py::array_t<T> to_array(const std::vector<T>& v, std::vector<py::ssize_t> shape)
     return to_array(std::vector<T>(v), std::move(shape));
 }
 
+symprobe::Request request(bool forces, bool virial, bool energies, bool atomic_virials,
+                          bool forces_rms_spread, int64_t step) {
+    if (step < -1) throw py::value_error("step must be >= 0 (or -1 for the model's own counter)");
+    symprobe::Request q;
+    q.forces = forces;
+    q.virial = virial;
+    q.energies = energies;
+    q.atomic_virials = atomic_virials;
+    q.forces_rms_spread = forces_rms_spread;
+    q.step = step;
+    return q;
+}
+
 py::dict results_dict(const symprobe::Results& r, int64_t n, const symprobe::Request& q) {
     py::dict d;
     d["energy"] = r.energy;
@@ -89,7 +102,7 @@ py::dict results_dict(const symprobe::Results& r, int64_t n, const symprobe::Req
                                       {static_cast<py::ssize_t>(diag.rotation_energies.size())});
     d["energy_std"] = diag.energy_std;
     d["energy_spread"] = diag.energy_spread;
-    d["forces_rms_spread"] = diag.forces_rms_spread;
+    if (q.forces_rms_spread) d["forces_rms_spread"] = diag.forces_rms_spread;
     d["net_force"] = to_array(std::vector<double>(diag.net_force.begin(), diag.net_force.end()), {3});
     d["net_torque"] = to_array(std::vector<double>(diag.net_torque.begin(), diag.net_torque.end()), {3});
     return d;
@@ -106,17 +119,6 @@ std::vector<int32_t> atomic_numbers(const py::object& numbers, py::ssize_t n) {
         out[i] = (v < 0 || v > 1000) ? -1 : static_cast<int32_t>(v);
     }
     return out;
-}
-
-symprobe::RotationOptions rotation_options(const std::string& rotations, bool inversion,
-                                           bool randomize, uint64_t seed, int chunk) {
-    symprobe::RotationOptions options = symprobe::RotationOptions::parse(rotations);
-    options.inversion = inversion;
-    options.randomize = randomize;
-    options.seed = seed;
-    options.chunk = chunk;
-    options.validate();
-    return options;
 }
 
 }  // namespace
@@ -167,38 +169,50 @@ PYBIND11_MODULE(_core, m) {
 
     m.def(
         "rotation_set",
-        [](const std::string& rotations, bool inversion, bool randomize, uint64_t seed,
-           uint64_t step) {
-            auto options = rotation_options(rotations, inversion, randomize, seed, 0);
-            symprobe::RotationSet set = symprobe::rotation_set(options, step);
+        [](const std::vector<std::string>& options, uint64_t step) {
+            symprobe::RotationSet set = symprobe::rotation_set(symprobe::ModelOptions::parse(options).rotations, step);
             py::ssize_t g = static_cast<py::ssize_t>(set.size());
             return py::make_tuple(to_array(std::move(set.matrices), {g, 3, 3}),
                                   to_array(std::move(set.weights), {g}));
         },
-        py::arg("rotations"), py::arg("inversion") = false, py::arg("randomize") = false,
-        py::arg("seed") = 0, py::arg("step") = 0);
+        py::arg("options"), py::arg("step") = 0);
+    m.def("option_table", []() {
+        py::list out;
+        for (const symprobe::OptionInfo& o : symprobe::option_table()) {
+            py::dict d;
+            d["name"] = o.name;
+            d["values"] = o.values;
+            d["default"] = o.default_value;
+            d["flag"] = o.flag;
+            d["help"] = o.help;
+            out.append(d);
+        }
+        return out;
+    });
     m.def("lebedev_orders", &symprobe::lebedev_orders);
     m.def("bundled_models", &symprobe::bundled_models);
     m.def("bundled_model_path", &symprobe::bundled_model_path, py::arg("name"));
     m.def("resolve_model_path", &symprobe::resolve_model_path, py::arg("model"));
 
     py::class_<symprobe::Model>(m, "Model")
-        .def(py::init([](const std::string& path, const std::string& device, int threads,
-                         double skin, const std::string& rotations, bool inversion,
-                         bool randomize, uint64_t seed, int chunk) {
-                 symprobe::ModelOptions options;
-                 options.device = device;
-                 options.threads = threads;
-                 options.skin = skin;
-                 options.rotations = rotation_options(rotations, inversion, randomize, seed, chunk);
-                 return std::make_unique<symprobe::Model>(path, options);
+        .def(py::init([](const std::string& path, const std::vector<std::string>& options) {
+                 return std::make_unique<symprobe::Model>(path, symprobe::ModelOptions::parse(options));
              }),
-             py::arg("path"), py::arg("device") = "cpu", py::arg("threads") = 0,
-             py::arg("skin") = 0.0, py::arg("rotations") = "none", py::arg("inversion") = false,
-             py::arg("randomize") = false, py::arg("seed") = 0, py::arg("chunk") = 0)
+             py::arg("path"), py::arg("options") = std::vector<std::string>())
         .def_property("rotation_step", &symprobe::Model::rotation_step,
                       &symprobe::Model::set_rotation_step)
         .def_property_readonly("chunk", &symprobe::Model::rotation_chunk)
+        .def_property_readonly("rotation_weights", [](const symprobe::Model& m) {
+            const auto& w = m.rotation_weights();
+            return to_array(w, {static_cast<py::ssize_t>(w.size())});
+        })
+        .def(
+            "check_numbers",
+            [](const symprobe::Model& model, const py::object& numbers) {
+                std::vector<int32_t> z = atomic_numbers(numbers, -1);
+                model.check_numbers(z.data(), static_cast<int64_t>(z.size()));
+            },
+            py::arg("numbers"))
         .def_property_readonly("rotations", [](const symprobe::Model& m) {
             return m.options().rotations.describe();
         })
@@ -218,15 +232,17 @@ PYBIND11_MODULE(_core, m) {
                                })
         .def_property_readonly("dtype", [](const symprobe::Model& m) { return m.metadata().dtype; })
         .def_property_readonly("device", [](const symprobe::Model& m) { return m.options().device; })
+        .def_property_readonly("skin", [](const symprobe::Model& m) { return m.options().skin; })
+        .def_property_readonly("seed", [](const symprobe::Model& m) { return m.options().rotations.seed; })
         .def(
             "compute",
             [](symprobe::Model& model, const py::object& positions, const py::object& numbers,
                const py::object& cell, const py::object& pbc, bool forces, bool virial,
-               bool energies, bool atomic_virials) {
+               bool energies, bool atomic_virials, bool forces_rms_spread, int64_t step) {
                 Geometry g = geometry(positions, cell, pbc);
                 py::ssize_t n = g.positions.shape(0);
                 std::vector<int32_t> z = atomic_numbers(numbers, n);
-                symprobe::Request q{forces, virial, energies, atomic_virials};
+                symprobe::Request q = request(forces, virial, energies, atomic_virials, forces_rms_spread, step);
                 symprobe::Results r;
                 {
                     py::gil_scoped_release release;
@@ -237,12 +253,13 @@ PYBIND11_MODULE(_core, m) {
             },
             py::arg("positions"), py::arg("numbers"), py::arg("cell") = py::none(),
             py::arg("pbc") = false, py::arg("forces") = true, py::arg("virial") = true,
-            py::arg("energies") = false, py::arg("atomic_virials") = false)
+            py::arg("energies") = false, py::arg("atomic_virials") = false,
+            py::arg("forces_rms_spread") = false, py::arg("step") = -1)
         .def(
             "compute_batch",
             [](symprobe::Model& model, const py::list& positions, const py::object& numbers,
                const py::list& cells, const py::object& pbc, bool forces, bool virial,
-               bool energies, bool atomic_virials) {
+               bool energies, bool atomic_virials, bool forces_rms_spread, int64_t step) {
                 const size_t b = positions.size();
                 if (cells.size() != b) {
                     throw py::value_error("compute_batch: " + std::to_string(b) + " positions but " +
@@ -265,7 +282,7 @@ PYBIND11_MODULE(_core, m) {
                     systems[s].cell = geometries[s].cell.data();
                     systems[s].pbc = geometries[s].pbc.data();
                 }
-                symprobe::Request q{forces, virial, energies, atomic_virials};
+                symprobe::Request q = request(forces, virial, energies, atomic_virials, forces_rms_spread, step);
                 std::vector<symprobe::Results> r;
                 {
                     py::gil_scoped_release release;
@@ -277,12 +294,13 @@ PYBIND11_MODULE(_core, m) {
             },
             py::arg("positions"), py::arg("numbers"), py::arg("cells"), py::arg("pbc") = true,
             py::arg("forces") = true, py::arg("virial") = true, py::arg("energies") = false,
-            py::arg("atomic_virials") = false)
+            py::arg("atomic_virials") = false, py::arg("forces_rms_spread") = false, py::arg("step") = -1)
         .def(
             "compute_graph",
             [](symprobe::Model& model, const py::object& numbers, const py::object& centers,
                const py::object& neighbors, const py::object& vectors, int64_t n_energy_nodes,
-               bool forces, bool virial, bool energies, bool atomic_virials) {
+               bool forces, bool virial, bool energies, bool atomic_virials, bool forces_rms_spread,
+               int64_t step) {
                 auto c = Ints::ensure(centers), nb = Ints::ensure(neighbors);
                 auto v = Doubles::ensure(vectors);
                 if (!c || !nb || !v) throw py::value_error("graph arrays must be numeric");
@@ -301,7 +319,7 @@ PYBIND11_MODULE(_core, m) {
                 g.neighbors = nb.data();
                 g.vectors = v.data();
                 g.n_edges = c.shape(0);
-                symprobe::Request q{forces, virial, energies, atomic_virials};
+                symprobe::Request q = request(forces, virial, energies, atomic_virials, forces_rms_spread, step);
                 symprobe::Results r;
                 {
                     py::gil_scoped_release release;
@@ -311,5 +329,6 @@ PYBIND11_MODULE(_core, m) {
             },
             py::arg("numbers"), py::arg("centers"), py::arg("neighbors"), py::arg("vectors"),
             py::arg("n_energy_nodes") = -1, py::arg("forces") = true, py::arg("virial") = true,
-            py::arg("energies") = false, py::arg("atomic_virials") = false);
+            py::arg("energies") = false, py::arg("atomic_virials") = false,
+            py::arg("forces_rms_spread") = false, py::arg("step") = -1);
 }

@@ -5,7 +5,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator as _AseCalculator
 from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 
-from .core import Model, load_model
+from .core import Model, load_model, option_table
 from .models import DEFAULT
 
 
@@ -21,16 +21,21 @@ class Calculator(_AseCalculator):
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    DIAGNOSTICS = ("rotation_energies", "energy_std", "energy_spread", "forces_rms_spread",
-                   "net_force", "net_torque")
+    DIAGNOSTICS = ("rotation_energies", "energy_std", "energy_spread", "net_force", "net_torque")
 
-    def __init__(self, model=None, **options):
+    def __init__(self, model=None, forces_rms_spread: bool = False, **options):
         """model: a loaded Model, a .pt path or a bundled name (default: the bundled default,
-        symprobe.models.DEFAULT). options: those of :func:`symprobe.load_model` (device, threads, skin, rotations,
-        inversion, randomize, seed, chunk) when `model` is not loaded yet; the rest go to
-        ASE's Calculator."""
-        names = ("device", "threads", "skin", "rotations", "inversion", "randomize", "seed", "chunk")
+        symprobe.models.DEFAULT). options: those of :func:`symprobe.load_model` (rotations,
+        inversion, randomize, seed, chunk, skin, threads, device) when `model` is not loaded
+        yet; the rest go to ASE's Calculator. forces_rms_spread: also compute that diagnostic
+        (a scatter of every rotated copy's forces).
+
+        Random rotations: each new geometry is one step of the model's counter
+        (`calc.model.rotation_step`); asking for another property of the same geometry re-uses
+        the results, so it never draws a second rotation."""
+        names = [o["name"] for o in option_table()]
         model_options = {k: options.pop(k) for k in names if k in options}
+        self.forces_rms_spread = forces_rms_spread
         super().__init__(**options)
         if isinstance(model, Model):
             if model_options:
@@ -47,13 +52,14 @@ class Calculator(_AseCalculator):
         # everything in one evaluation: a later request must not re-evaluate (in random mode a
         # second call would draw another rotation)
         out = self.model.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc,
-                                 forces=True, virial=True, energies=True)
+                                 forces=True, virial=True, energies=True,
+                                 forces_rms_spread=self.forces_rms_spread)
         self.results["energy"] = out["energy"]
         self.results["free_energy"] = out["energy"]
         self.results["forces"] = out["forces"]
         self.results["virial"] = out["virial"]
         self.results["energies"] = out["energies"]
-        for key in self.DIAGNOSTICS:
+        for key in self.DIAGNOSTICS + (("forces_rms_spread",) if self.forces_rms_spread else ()):
             self.results[key] = out[key]
         if atoms.pbc.all():
             # dE/d(strain)_ab = -W_ba; ASE stress is its symmetric part over the volume

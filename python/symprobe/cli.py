@@ -27,25 +27,28 @@ def md(args) -> int:
     from tqdm import tqdm
 
     from .calculator import Calculator
+    from .core import options_from_arguments
     from .water import water_box
 
+    options = options_from_arguments(args)
+    calc = Calculator(args.model, **options)
+    seed = calc.model.seed  # one seed: rotations, velocities, thermostat and generated box
     if args.structure:
         atoms = ase.io.read(args.structure, index=0)
         source = args.structure
     else:
-        atoms = water_box(args.molecules, seed=args.seed)
+        atoms = water_box(args.molecules, seed=seed)
         source = f"generated box of {args.molecules} water molecules"
-    atoms.calc = Calculator(args.model, threads=args.threads, skin=args.skin,
-                            rotations=" ".join(args.rotations), inversion=args.inversion,
-                            randomize=args.randomize, seed=args.seed, chunk=args.chunk)
+    calc.model.check_numbers(atoms.numbers)
+    atoms.calc = calc
     # thermalize_momenta replaces MaxwellBoltzmannDistribution from ASE 3.28 on
     thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
-    thermalize(atoms, temperature_K=args.temperature, rng=np.random.default_rng(args.seed))
+    thermalize(atoms, temperature_K=args.temperature, rng=np.random.default_rng(seed))
     vd.Stationary(atoms)
     if args.thermostat == "langevin":
         dyn = Langevin(atoms, args.timestep * units.fs, temperature_K=args.temperature,
                        friction=1.0 / (args.tau * units.fs), fixcm=False,
-                       rng=np.random.default_rng(args.seed))
+                       rng=np.random.default_rng(seed))
     else:
         dyn = VelocityVerlet(atoms, args.timestep * units.fs)
     output = _free_path(args.output)
@@ -79,6 +82,7 @@ def md(args) -> int:
 
 
 def main(argv=None) -> int:
+    from .core import add_option_arguments
     from .models import DEFAULT
 
     parser = argparse.ArgumentParser(prog="symprobe", description=__doc__)
@@ -94,14 +98,7 @@ def main(argv=None) -> int:
     p.add_argument("--tau", type=float, default=100.0, help="Langevin time constant, fs")
     p.add_argument("--interval", type=int, default=100, help="steps between reports and frames")
     p.add_argument("--output", default="md.xyz", help="extxyz trajectory (never overwritten)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="0 = torch default")
-    p.add_argument("--skin", type=float, default=0.5, help="Verlet skin, A")
-    p.add_argument("--rotations", nargs="+", default=["none"], metavar="MODE",
-                   help="none | random | grid L | lebedev L (docs/symmetrization.md)")
-    p.add_argument("--inversion", action="store_true", help="add improper rotations")
-    p.add_argument("--randomize", action="store_true", help="random orientation of the grid per step")
-    p.add_argument("--chunk", type=int, default=0, help="rotations per model call (0 = auto)")
+    add_option_arguments(p, defaults={"skin": 0.5})
     t = sub.add_parser("train", help="train a PET-style model (TOML config; resumes from its checkpoint)")
     t.add_argument("config", help="TOML file, e.g. examples/train-water.toml")
     t.add_argument("--max-epochs", type=int, default=None,

@@ -28,15 +28,35 @@ def neighbor_list(positions, cell, pbc, cutoff: float, threads: int = 1) -> Neig
     return NeighborList(*_core.neighbor_list(positions, cell, pbc, cutoff, threads))
 
 
+def option_table() -> list[dict]:
+    """The options every front end shares (name, values, default, flag, help), from the core."""
+    return _core.option_table()
+
+
+def option_tokens(options: dict) -> list[str]:
+    """`key value` tokens for the core's option parser: True/False become yes/no and a value
+    with spaces ("grid 2") becomes several tokens. The core checks names and values."""
+    tokens = []
+    for key, value in options.items():
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        tokens.append(str(key))
+        tokens.extend(str(value).split() or [""])
+    return tokens
+
+
 class Model(_core.Model):
     """A TorchScript model loaded through the model contract, evaluated by the C++ core.
 
     compute(positions [N,3] A, numbers [N], cell [3,3] A or None, pbc, forces=True,
-    virial=True, energies=False, atomic_virials=False) returns a dict with energy (eV),
-    energies [N] (eV), forces [N,3] (eV/A), virial [3,3] (eV, W = -sum_e r_e (x) dE/dr_e),
-    atomic_virials [N,3,3] (eV), and the symmetry diagnostics: rotation_energies [G] (eV),
-    energy_std, energy_spread (eV), forces_rms_spread (eV/A), net_force [3] (eV/A),
-    net_torque [3] (eV). With rotations, every quantity is the weighted rotational average.
+    virial=True, energies=False, atomic_virials=False, forces_rms_spread=False, step=-1)
+    returns a dict with energy (eV), energies [N] (eV), forces [N,3] (eV/A), virial [3,3] (eV,
+    W = -sum_e r_e (x) dE/dr_e), atomic_virials [N,3,3] (eV), and the symmetry diagnostics:
+    rotation_energies [G] (eV), energy_std, energy_spread (eV), net_force [3] (eV/A),
+    net_torque [3] (eV), and forces_rms_spread (eV/A) when asked. With rotations, every quantity
+    is the weighted rotational average. `step` is the MD step: random rotations are drawn from
+    (seed, step); -1 uses the model's counter `rotation_step`, which advances after every
+    successful evaluation in random modes.
     """
 
     @property
@@ -45,29 +65,53 @@ class Model(_core.Model):
 
     def __repr__(self) -> str:
         return (f"symprobe.Model('{self.path}', cutoff={self.cutoff} A, elements={self.elements}, "
-                f"dtype={self.dtype}, device={self.device})")
+                f"dtype={self.dtype}, device={self.device}, rotations={self.rotations})")
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu", threads: int = 0,
-               skin: float = 0.0, rotations: str = "none", inversion: bool = False,
-               randomize: bool = False, seed: int = 0, chunk: int = 0) -> Model:
+def load_model(path: str | os.PathLike, **options) -> Model:
     """Load a model file, or a bundled model by name (see symprobe.models.BUNDLED).
 
-    device: "cpu" or "cuda[:N]"; threads: neighbour-search threads and torch's intra-op threads
-    (set at load for the whole process, as torch.set_num_threads does; 0 keeps torch's setting);
-    skin: Verlet skin in Angstrom (0 rebuilds the neighbour list at every call).
-    rotations: "none", "random", "grid L" or "lebedev L" (docs/symmetrization.md); inversion:
-    add -R for every grid rotation (random: improper with probability 1/2); randomize: re-orient
-    the whole grid randomly at every evaluation; seed: of the random stream (evaluation k uses
-    (seed, k); `model.rotation_step` is k); chunk: rotations per batched model call (0 = auto).
-    A file that exists always wins over a bundled name (the core resolves names).
+    options (the vocabulary of every front end, docs/symmetrization.md; `option_table()` lists
+    them): rotations ("none", "random", "grid L", "lebedev L"), inversion, randomize (bools),
+    seed (>= 0), chunk (rotations per model call, 0 = automatic), skin (Verlet skin, Angstrom;
+    0 rebuilds the neighbour list at every call), threads (torch's intra-op threads, set for the
+    whole process as torch.set_num_threads does, and neighbour-search threads; 0 keeps torch's
+    setting), device ("cpu", "cuda[:N]"). A file that exists always wins over a bundled name.
     """
-    return Model(os.fspath(path), device=device, threads=threads, skin=skin, rotations=rotations,
-                 inversion=inversion, randomize=randomize, seed=seed, chunk=chunk)
+    return Model(os.fspath(path), option_tokens(options))
 
 
-def rotation_set(rotations: str, inversion: bool = False, randomize: bool = False, seed: int = 0,
-                 step: int = 0):
-    """The rotation matrices [G, 3, 3] and weights [G] the core uses for these options at
-    evaluation `step`."""
-    return _core.rotation_set(rotations, inversion, randomize, seed, step)
+def rotation_set(rotations: str = "none", step: int = 0, **options):
+    """The rotation matrices [G, 3, 3] and weights [G] the core uses at MD step `step` for these
+    options (rotations, inversion, randomize, seed)."""
+    return _core.rotation_set(option_tokens({"rotations": rotations, **options}), step)
+
+
+def add_option_arguments(parser, defaults: dict | None = None) -> None:
+    """Command-line flags for every option of the core's table (`--rotations grid 2`,
+    `--inversion`, `--seed 42`, ...); `defaults` overrides the core's default of a front end."""
+    defaults = defaults or {}
+    for option in option_table():
+        name = option["name"]
+        default = defaults.get(name, option["default"])
+        text = f"{option['help']} (default: {default})"
+        if option["flag"]:
+            parser.add_argument(f"--{name}", action="store_true", default=None, help=text)
+        elif name == "rotations":
+            parser.add_argument(f"--{name}", nargs="+", metavar="WORD", default=None,
+                                help=f"{option['values']}: {text}")
+        else:
+            parser.add_argument(f"--{name}", metavar=option["values"].split("|")[0], default=None,
+                                help=text)
+    parser.set_defaults(_option_defaults=defaults)
+
+
+def options_from_arguments(args) -> dict:
+    """The options given on a command line made by add_option_arguments, over its defaults;
+    the core parses and checks them."""
+    options = dict(getattr(args, "_option_defaults", {}))
+    for option in option_table():
+        value = getattr(args, option["name"], None)
+        if value is not None:
+            options[option["name"]] = " ".join(value) if isinstance(value, list) else value
+    return options

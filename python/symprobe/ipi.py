@@ -1,10 +1,20 @@
 """i-PI socket driver: `symprobe-ipi --unix NAME --model MODEL --structure FILE ...`.
 
+MODEL is a model file or a bundled model name (e.g. water-pet); the rotation and runtime flags
+(--rotations, --inversion, --randomize, --seed, --chunk, --skin, --threads, --device) come from
+the core's option table and are checked by the core. The structure's elements are checked
+against the model before connecting, so a bad model, option or structure is an error (status 2)
+at once. The driver then retries for --connect-timeout seconds while i-PI starts (status 2 when
+it gives up); a unix socket file that keeps refusing connections for a few seconds is a stale
+file left by an i-PI that stopped or crashed, and is reported as such after about 3 s
+(status 2). i-PI disappearing is status 1, EXIT or SIGTERM status 0.
+
 Atomic units (Bohr, Hartree) exist only at the wire: `AtomicUnitsEvaluator` converts to and
 from the core's Angstrom and eV. i-PI's cell matrix h holds the lattice vectors as columns; the
 core's cell holds them as rows, so cell = h^T. The virial W = -sum_e r_e (x) dE/dr_e is sent
 as it is (i-PI rotates it as R^T W R, like the core). The batched protocol (i-PI announces
-`batch_size:N` in INIT) evaluates all structures of a message in one model call.
+`batch_size:N` in INIT) evaluates all structures of a message in one model call; random
+rotations advance by one step per POSDATA message answered (the protocol sends no step number).
 """
 from __future__ import annotations
 
@@ -45,6 +55,7 @@ class AtomicUnitsEvaluator:
     def __init__(self, model, numbers, rotation_energies: bool = False):
         self.model = model
         self.numbers = np.asarray(numbers, dtype=np.int64)
+        model.check_numbers(self.numbers)  # before any connection: a clear error at once
         self.rotation_energies = rotation_energies
 
     def evaluate(self, cells_h, positions_bohr):
@@ -58,9 +69,11 @@ class AtomicUnitsEvaluator:
         cells = [np.asarray(h, float).reshape(3, 3).T * BOHR_A for h in cells_h]
         positions = [np.asarray(p, float).reshape(n, 3) * BOHR_A for p in positions_bohr]
         if len(positions) == 1:
-            results = [self.model.compute(positions[0], self.numbers, cells[0], True)]
+            results = [self.model.compute(positions[0], self.numbers, cells[0], True,
+                                          forces_rms_spread=True)]
         else:
-            results = self.model.compute_batch(positions, self.numbers, cells, True)
+            results = self.model.compute_batch(positions, self.numbers, cells, True,
+                                               forces_rms_spread=True)
         return [(r["energy"] / HARTREE_EV, r["forces"] * (BOHR_A / HARTREE_EV),
                  r["virial"] / HARTREE_EV, self.extras(r)) for r in results]
 
@@ -150,9 +163,17 @@ def serve(conn: Connection, evaluator: AtomicUnitsEvaluator, log=None) -> None:
             raise ProtocolError(f"unexpected message header {header!r} from i-PI")
 
 
-def connect(unix: str | None, inet: str | None, prefix: str, timeout: float) -> socket.socket:
-    """Connects to i-PI, retrying until `timeout` seconds have passed."""
+def connect(unix: str | None, inet: str | None, prefix: str, timeout: float,
+            stale_after: float = 3.0) -> socket.socket:
+    """Connects to i-PI, retrying until `timeout` seconds have passed.
+
+    A unix socket file that refuses connections for `stale_after` seconds (at most `timeout`)
+    is a stale file left by an i-PI that stopped or crashed: i-PI binds the file a moment
+    before it listens, so a short refusal is retried, a persistent one is a ServerGone naming
+    the file and what to do.
+    """
     deadline = time.monotonic() + timeout
+    refused_since = None  # unix: when the socket file started refusing connections
     while True:
         sock = None
         try:
@@ -170,8 +191,22 @@ def connect(unix: str | None, inet: str | None, prefix: str, timeout: float) -> 
         except OSError as error:  # no socket file yet, refused, timed out
             if sock is not None:
                 sock.close()
-            if time.monotonic() > deadline:
-                target = prefix + unix if unix is not None else inet
+            now = time.monotonic()
+            path = prefix + unix if unix is not None else None
+            if (path is not None and isinstance(error, ConnectionRefusedError)
+                    and os.path.exists(path)):
+                if refused_since is None:
+                    refused_since = now
+                if now - refused_since >= min(stale_after, timeout):
+                    raise ServerGone(
+                        f"the unix socket file {path} exists but nothing listens on it "
+                        f"(connections refused for {now - refused_since:.1f} s): it was left "
+                        f"by an i-PI that stopped or crashed, and a new i-PI cannot bind it. "
+                        f"Remove it (rm {path}), then start i-PI again") from None
+            else:
+                refused_since = None
+            if now > deadline:
+                target = path if path is not None else inet
                 raise ServerGone(f"could not connect to i-PI at {target} within {timeout:g} s "
                                  f"({error})") from None
             time.sleep(0.1)
@@ -179,7 +214,7 @@ def connect(unix: str | None, inet: str | None, prefix: str, timeout: float) -> 
 
 def main(argv=None) -> int:
     from . import load_model
-    from ._core import atomic_number
+    from .core import add_option_arguments, options_from_arguments
 
     p = argparse.ArgumentParser(prog="symprobe-ipi", description=__doc__.split("\n")[0])
     where = p.add_mutually_exclusive_group(required=True)
@@ -189,14 +224,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True, help="model file or bundled model name")
     p.add_argument("--structure", required=True,
                    help="structure file (any ASE format) giving the elements in i-PI's atom order")
-    p.add_argument("--rotations", nargs="+", default=["none"], metavar="MODE",
-                   help="none | random | grid L | lebedev L (docs/symmetrization.md)")
-    p.add_argument("--inversion", action="store_true")
-    p.add_argument("--randomize", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--chunk", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0)
+    add_option_arguments(p)
     p.add_argument("--rotation-energies", action="store_true",
                    help="send the energy of every rotation in the extras")
     p.add_argument("--connect-timeout", type=float, default=30.0, help="seconds")
@@ -206,16 +234,14 @@ def main(argv=None) -> int:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, terminate)
+    import ase.io
     try:
-        import ase.io
         atoms = ase.io.read(args.structure, index=0)
-        model = load_model(args.model, device=args.device, threads=args.threads,
-                           rotations=" ".join(args.rotations), inversion=args.inversion,
-                           randomize=args.randomize, seed=args.seed, chunk=args.chunk)
-        evaluator = AtomicUnitsEvaluator(model, [atomic_number(s) for s in atoms.get_chemical_symbols()],
-                                         args.rotation_energies)
+        model = load_model(args.model, **options_from_arguments(args))
+        # everything that can be checked is checked before waiting for i-PI
+        evaluator = AtomicUnitsEvaluator(model, atoms.numbers, args.rotation_energies)
         sock = connect(args.unix, args.inet, args.sockets_prefix, args.connect_timeout)
-    except (ValueError, OSError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError, ase.io.formats.UnknownFileTypeError) as error:
         print(f"symprobe-ipi: error: {error}", file=sys.stderr)
         return 2
     print(f"symprobe-ipi: connected ({model.rotations}), {len(atoms)} atoms", flush=True)

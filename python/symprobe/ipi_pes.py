@@ -1,11 +1,12 @@
 """symprobe as a PES of i-PI's own Python driver:
 
-    i-pi-py_driver -m custom -P $(python -c "import symprobe.ipi_pes as m; print(m.__file__)") \\
-        -u -a water -o structure=init.xyz,model=model.pt,rotations=grid 2,inversion=true
+    i-pi-py_driver -m custom -P "$(python -m symprobe.ipi_pes)" -u -a water \\
+        -o "structure=init.xyz,model=water-pet,rotations=grid 2,inversion=yes"
 
-Options (`-o key=value,...`): structure, model, rotations, inversion, randomize, seed, chunk,
-threads, device, rotation_energies: the names of `symprobe-ipi`. Batched requests are evaluated
-in one model call.
+Options (`-o key=value,...`): structure, model, rotation_energies, and the core's options
+(rotations, inversion, randomize, seed, chunk, skin, threads, device), checked by the core's
+parser as everywhere else. Batched requests are evaluated in one model call.
+`python -m symprobe.ipi_pes` prints the path of this file.
 """
 from ipi.pes.dummy import Dummy_driver
 
@@ -14,30 +15,29 @@ __DRIVER_CLASS__ = "Symprobe_driver"
 
 
 class Symprobe_driver(Dummy_driver):
-    def __init__(self, structure, model, rotations="none", inversion=False, randomize=False,
-                 seed=0, chunk=0, threads=0, device="cpu", rotation_energies=False, *args,
-                 **kwargs):
+    def __init__(self, structure, model, rotation_energies="no", *args, **options):
         import ase.io
 
         # absolute imports: i-PI loads this file by path, outside the package
         from symprobe import load_model
+        from symprobe.core import option_table
         from symprobe.ipi import AtomicUnitsEvaluator
 
-        def flag(value):
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
-                    raise ValueError(f"expected true or false, got '{value}'")
-                return value.lower() in ("true", "yes", "1")
-            return bool(value)
-
+        names = {o["name"] for o in option_table()}
+        core_options = {k: options.pop(k) for k in list(options) if k in names}
+        if rotation_energies not in ("yes", "no", True, False):
+            raise ValueError(f"rotation_energies must be yes or no, got '{rotation_energies}'")
         atoms = ase.io.read(structure, index=0)
-        loaded = load_model(model, device=device, threads=int(threads), rotations=rotations,
-                            inversion=flag(inversion), randomize=flag(randomize), seed=int(seed),
-                            chunk=int(chunk))
-        self.evaluator = AtomicUnitsEvaluator(loaded, atoms.numbers, flag(rotation_energies))
-        super().__init__(*args, **kwargs)
+        loaded = load_model(model, **core_options)
+        self.evaluator = AtomicUnitsEvaluator(loaded, atoms.numbers,
+                                              rotation_energies in ("yes", True))
+        super().__init__(*args, **options)
 
     def compute(self, cell, pos):
         if isinstance(cell, list):
             return self.evaluator.evaluate(cell, pos)
         return self.evaluator.evaluate([cell], [pos])[0]
+
+
+if __name__ == "__main__":
+    print(__file__)

@@ -4,7 +4,10 @@ augmentation, checkpoints every epoch and exact resume, then export through the 
 CONFIG is a TOML file (see examples/train-water.toml). Units: eV, Angstrom.
 The run directory holds: config.toml (copy), split.json, checkpoint.pt (latest epoch),
 best.pt (state with the lowest validation loss), final.pt (best.pt with the refitted baseline,
-the exported weights), log.jsonl, model.pt (export), report.json.
+the exported weights), log.jsonl, model.pt (export), report.json. checkpoint.pt and best.pt
+are intermediate: a finished run needs only config.toml, split.json, log.jsonl, report.json
+and final.pt (model.pt is the export of final.pt). Paths recorded in split.json, report.json
+and the checkpoints' config are relative to the run directory.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 
 from ._core import element_symbol
-from .core import neighbor_list
+from .core import neighbor_list, rotation_set
 from .export import export_model
 from .models.pet import PET
 
@@ -38,7 +41,8 @@ DEFAULTS = {
     "output": {"directory": "runs/train", "export_dtype": "float32", "name": "pet",
                "description": "PET-style model trained by symprobe train"},
     # start from the weights of another run's checkpoint.pt (fine-tuning, or a second stage
-    # with other weights); `epoch` (optional) must match the checkpoint's
+    # with other weights), or of such a file without its optimizer state (an ended run's
+    # last weights, e.g. training/pet-water/last.pt); `epoch` (optional) must match its epoch
     "init": {"checkpoint": "", "epoch": None},
 }
 
@@ -60,6 +64,10 @@ def load_config(path: str) -> dict:
         raise ValueError(f"{path}: [init] epoch needs [init] checkpoint")
     if not config["data"]["path"]:
         raise ValueError(f"{path}: [data] path (an extxyz file with energies and forces) is required")
+    for section in ("data", "training"):
+        seed = config[section]["seed"]
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"{path}: [{section}] seed must be an integer >= 0, got {seed!r}")
     base = os.path.dirname(os.path.abspath(path))
     for section, key in (("data", "path"), ("output", "directory"), ("init", "checkpoint")):
         if not config[section][key]:
@@ -69,8 +77,27 @@ def load_config(path: str) -> dict:
     return config
 
 
+def _recorded_path(path: str, run: str) -> str:
+    """`path` as the run directory's files record it: relative to the run directory, so that
+    the record stays valid when the checkout moves (absolute only where no relative path
+    exists, e.g. another drive)."""
+    try:
+        return os.path.relpath(path, run)
+    except ValueError:
+        return os.path.normpath(path)
+
+
+def _recorded_config(config: dict, run: str) -> dict:
+    """The config as a checkpoint records it: its paths relative to the run directory."""
+    recorded = {section: dict(values) for section, values in config.items()}
+    for section, key in (("data", "path"), ("output", "directory"), ("init", "checkpoint")):
+        if recorded.get(section, {}).get(key):  # runs from before [init] have no "init"
+            recorded[section][key] = _recorded_path(recorded[section][key], run)
+    return recorded
+
+
 def _portable(config: dict) -> dict:
-    """The config without what does not change the training (absolute paths, the exported
+    """The config without what does not change the training (the paths, the exported
     model's name, the device): a checkout elsewhere, a renamed export or a run moved between
     CPU and GPU resumes the same run."""
     return {section: {k: v for k, v in values.items() if (section, k) not in
@@ -136,16 +163,13 @@ def fit_baseline(frames: list[Frame], elements: list[int]) -> np.ndarray:
     return np.linalg.lstsq(composition(frames, elements), energies, rcond=None)[0]
 
 
-def random_rotations(n: int, generator: torch.Generator, inversion: bool) -> torch.Tensor:
-    """n Haar-random rotations (QR of Gaussian matrices), improper with probability 1/2 if
-    `inversion`."""
-    q, r = torch.linalg.qr(torch.randn(n, 3, 3, generator=generator, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
-    q = q * torch.sign(torch.det(q)).reshape(n, 1, 1)  # proper
-    if inversion:
-        flip = torch.rand(n, generator=generator, dtype=torch.float64) < 0.5
-        q = torch.where(flip.reshape(n, 1, 1), -q, q)
-    return q
+def random_rotations(n: int, seed: int, start: int, inversion: bool) -> torch.Tensor:
+    """[n, 3, 3] Haar-random rotations, improper with probability 1/2 if `inversion`: steps
+    start, ..., start + n - 1 of the core's counter-based stream for `seed` (the one behind
+    `rotations random`, symprobe.rotation_set), so that a draw depends only on (seed, step)."""
+    return torch.from_numpy(np.stack([
+        rotation_set("random", inversion=inversion, seed=int(seed), step=start + k)[0][0]
+        for k in range(n)]))
 
 
 def batch_graph(frames: list[Frame], rotations, dtype, device="cpu"):
@@ -291,8 +315,11 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
         model.energy_scale.fill_(float(rms_force))  # eV (RMS force x 1 A)
     if state["epoch"] == 0:
         with open(os.path.join(run, "split.json"), "w") as f:
-            json.dump({"seed": data["seed"], "source": data["path"], **split}, f)
+            json.dump({"seed": data["seed"], "source": _recorded_path(data["path"], run), **split}, f)
         shutil.copyfile(config_path, os.path.join(run, "config.toml"))
+        # a fresh start (no checkpoint, e.g. reproducing a finished run in its committed
+        # folder) begins a new log rather than appending to an old one
+        open(os.path.join(run, "log.jsonl"), "w").close()
 
     train_frames = [frames[i] for i in split["train"]]
     val_frames = [frames[i] for i in split["validation"]]
@@ -309,10 +336,13 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
         w_energy = energy_weight(epoch, tcfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        # everything random in an epoch derives from (seed, epoch): resume is exact
+        # everything random in an epoch derives from (seed, epoch): resume is exact. The
+        # rotation of training frame k at this epoch is step epoch * n_train + k of the core's
+        # random-rotation stream
         gen = torch.Generator().manual_seed(tcfg["seed"] * 1_000_003 + epoch)
         order = torch.randperm(len(train_frames), generator=gen).tolist()
-        rotations = (random_rotations(len(train_frames), gen, tcfg["inversion"])
+        rotations = (random_rotations(len(train_frames), tcfg["seed"], epoch * len(train_frames),
+                                      tcfg["inversion"])
                      if tcfg["augmentation"] else None)
         model.train()
         losses = []
@@ -354,7 +384,7 @@ def train(config_path: str, max_epochs: int | None = None, progress: bool = True
             torch.save({"model": weights, "epoch": epoch + 1},
                        os.path.join(run, "best.pt.tmp"))
             os.replace(os.path.join(run, "best.pt.tmp"), os.path.join(run, "best.pt"))
-        saved = {"config": config, "split": split, "model": weights,
+        saved = {"config": _recorded_config(config, run), "split": split, "model": weights,
                  "optimizer": optimizer.state_dict(), "state": state}
         torch.save(saved, checkpoint_path + ".tmp")
         os.replace(checkpoint_path + ".tmp", checkpoint_path)  # atomic: a kill never corrupts it
@@ -436,9 +466,9 @@ def finish(run, model, frames, split, config, state) -> dict:
                  elements=[element_symbol(z) for z in model.elements], dtype=export_dtype,
                  name=config["output"]["name"], description=config["output"]["description"],
                  overwrite=True, hypers=config["model"])
-    report["model"] = path
-    with open(os.path.join(run, "report.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    with open(os.path.join(run, "report.json"), "w") as f:  # the export, relative to the run
+        json.dump({**report, "model": _recorded_path(path, run)}, f, indent=1)
+    report["model"] = path  # the caller's path to the export
     for name in ("train", "validation", "test"):
         if name in report:
             r = report[name]

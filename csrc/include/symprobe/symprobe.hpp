@@ -97,25 +97,54 @@ private:
 };
 
 // ---------------------------------------------------------------------------------------------
-// Rotations (symmetrisation); option names are the same in Python, LAMMPS and the i-PI driver
+// Options: one vocabulary for every front end
 // ---------------------------------------------------------------------------------------------
+//
+// `key value` tokens, as in `pair_style symprobe MODEL rotations grid 2 inversion yes seed 42`.
+// The LAMMPS arguments, the i-PI driver's and `symprobe md`'s flags and the keywords of Python's
+// load_model all become such tokens and are parsed here, with one set of messages.
 
 struct RotationOptions {
     enum Mode { None, Random, Grid, Lebedev };
     Mode mode = None;
     int order = 0;           // L of "grid L" / "lebedev L"
     bool inversion = false;  // grid: add -R for every R; random: improper with probability 1/2
-    bool randomize = false;  // grid: a fresh random orientation of the whole grid per evaluation
-    uint64_t seed = 0;       // random rotation of evaluation k depends only on (seed, k)
+    bool randomize = false;  // grid: a fresh random orientation of the whole grid per step
+    uint64_t seed = 0;       // random rotations of step k depend only on (seed, k)
     int chunk = 0;           // rotations per batched model call; 0 = automatic
 
-    // "none", "random", "grid L", "lebedev L" (tokens as in `pair_style symprobe ... rotations
-    // grid 2`); throws Error(InvalidInput) naming the problem.
-    static RotationOptions parse(const std::string& spec);
+    // "none", "random", "grid 2, inversion, seed 42", ...
     std::string describe() const;
-    // Throws Error(InvalidInput) for an unsupported order or chunk.
+    // Throws Error(InvalidInput) for an unsupported order, chunk or combination.
     void validate() const;
+    // Random draws depend on the step (random mode, or a randomized grid).
+    bool random() const { return mode == Random || randomize; }
 };
+
+struct ModelOptions {
+    std::string device = "cpu";  // "cpu" or "cuda[:N]"
+    int threads = 0;             // torch intra-op threads and neighbour-search threads; 0 = keep
+    double skin = 0.0;           // Verlet skin, Angstrom (0 = rebuild the list every call)
+    RotationOptions rotations;   // symmetrisation of every evaluation
+
+    // Parses `key value` tokens over the defaults; `rotations` takes one word (none, random) or
+    // two (grid L, lebedev L). Throws Error(InvalidInput) naming the key and the value.
+    static ModelOptions parse(const std::vector<std::string>& tokens);
+};
+
+// One option of the vocabulary, for front ends that build their own flags from it.
+struct OptionInfo {
+    std::string name;           // "rotations"
+    std::string values;         // "none|random|grid L|lebedev L"
+    std::string default_value;  // as a token: "none", "no", "0", "cpu"
+    bool flag;                  // yes|no option: a command-line switch
+    std::string help;           // one line, with the unit
+};
+const std::vector<OptionInfo>& option_table();
+
+// ---------------------------------------------------------------------------------------------
+// Rotation sets (symmetrisation)
+// ---------------------------------------------------------------------------------------------
 
 // A set of rotations with weights: matrices [G, 3, 3] row-major, proper or improper.
 struct RotationSet {
@@ -124,12 +153,21 @@ struct RotationSet {
     size_t size() const { return weights.size(); }
 };
 
-// The rotations used at evaluation `step` (only random modes depend on it).
+// The rotations used at MD step `step` (only random modes depend on it).
 RotationSet rotation_set(const RotationOptions& options, uint64_t step);
 // Haar-random proper rotation for (seed, step, stream); deterministic and platform independent.
 std::array<double, 9> random_rotation(uint64_t seed, uint64_t step, uint64_t stream);
 // Lebedev degrees available for "lebedev L".
 std::vector<int> lebedev_orders();
+
+// Weighted statistics of the energies of the rotated copies (eV); the weights need not be
+// normalised. Front ends that sum per-rotation energies over MPI ranks reduce them here.
+struct RotationStatistics {
+    double mean = 0.0;    // eV, the symmetrised energy
+    double std = 0.0;     // eV, weighted standard deviation
+    double spread = 0.0;  // eV, max - min
+};
+RotationStatistics rotation_statistics(const std::vector<double>& weights, const double* energies);
 
 // ---------------------------------------------------------------------------------------------
 // Models and evaluation
@@ -150,28 +188,27 @@ struct ModelMetadata {
 
 ModelMetadata parse_metadata(const std::string& json, const std::string& origin);
 
-struct ModelOptions {
-    std::string device = "cpu";  // "cpu" (CUDA arrives with the CUDA build)
-    int threads = 0;             // torch intra-op threads and neighbour-search threads; 0 = keep
-    double skin = 0.0;           // Verlet skin, Angstrom (0 = rebuild the list every call)
-    RotationOptions rotations;   // symmetrisation of every evaluation
-};
-
 // What to compute; energy is always computed.
 struct Request {
     bool forces = true;
     bool virial = true;
-    bool energies = false;        // per-atom energies
-    bool atomic_virials = false;  // per-atom virials (half of each edge's virial to each end)
+    bool energies = false;           // per-atom energies
+    bool atomic_virials = false;     // per-atom virials (half of each edge's virial to each end)
+    bool forces_rms_spread = false;  // the force diagnostic (a scatter of every copy's forces)
+    // MD step of this evaluation: random rotations are drawn from (seed, step), so evaluating
+    // the same step again gives the same rotation. -1: the model's own counter, which advances
+    // after every successful evaluation (see Model::rotation_step).
+    int64_t step = -1;
 };
 
-// Symmetry-breaking diagnostics, computed with every result.
+// Symmetry-breaking diagnostics; all but forces_rms_spread cost nothing extra.
 struct Diagnostics {
     std::vector<double> rotation_energies;   // [G] eV, energy of every rotated copy
     double energy_std = 0.0;                 // eV, weighted standard deviation over rotations
     double energy_spread = 0.0;              // eV, max - min over rotations
     double forces_rms_spread = 0.0;          // eV/A, weighted RMS deviation (per component) of
-                                             // the back-rotated forces from their mean
+                                             // the back-rotated forces from their mean (if
+                                             // requested)
     std::array<double, 3> net_force{};       // eV/A, sum of forces (zero for a contract model)
     std::array<double, 3> net_torque{};      // eV, sum_i x_i x F_i = eps_abc W_bc; about any
                                              // point for non-periodic systems
@@ -247,9 +284,16 @@ public:
     // The neighbour list used by the last compute() call.
     const NeighborList& last_neighbors() const;
 
-    // Evaluation counter of the random rotation stream: part of the state an MD restart saves.
+    // Throws Error(InvalidInput) naming the first atom whose element the model lacks; front ends
+    // call it to validate a structure before any evaluation.
+    void check_numbers(const int32_t* numbers, int64_t n_atoms) const;
+
+    // The step counter used by requests with step = -1; front ends without an MD step (ASE, the
+    // i-PI driver) save it in restarts and set it after reading one.
     uint64_t rotation_step() const;
     void set_rotation_step(uint64_t step);
+    // Weights of the rotation set (the same at every step), for rotation_statistics.
+    const std::vector<double>& rotation_weights() const;
     // Rotations per batched model call: the user's chunk, else the automatic choice once its
     // first evaluations have tuned it (0 before).
     int64_t rotation_chunk() const;

@@ -1,0 +1,189 @@
+// The symmetrisation stage: rotated copies of a graph batched into few model calls, gradients
+// rotated back to the lab frame, per-rotation energies and the force-spread diagnostic. All
+// work stays on the model's device; results cross to the host once per evaluation.
+#include "symmetrize.hpp"
+
+#include <torch/csrc/autograd/autograd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace symprobe {
+namespace detail {
+
+std::string model_error(const std::string& origin, const std::exception& e);
+
+namespace {
+// Upper bound of rotated edges per model call in the automatic choice (memory).
+constexpr int64_t MAX_BATCH_EDGES = 1 << 23;
+
+int64_t chunk_cap(int64_t n_edges, int64_t n_rot) {
+    return std::max<int64_t>(1, std::min<int64_t>(n_rot, MAX_BATCH_EDGES / std::max<int64_t>(1, n_edges)));
+}
+
+torch::Tensor matrices_tensor(const RotationSet& set, torch::Device device) {
+    auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+    const int64_t g = static_cast<int64_t>(set.size());
+    return torch::from_blob(const_cast<double*>(set.matrices.data()), {g, 3, 3}, f64).to(device, false, true);
+}
+}  // namespace
+
+Symmetrizer::Symmetrizer(const RotationOptions& options, torch::Device device, torch::Dtype dtype,
+                         std::string origin)
+    : options_(options), device_(device), dtype_(dtype), origin_(std::move(origin)) {
+    options_.validate();
+    RotationSet set = rotation_set(options_, 0);
+    double total = 0.0;
+    for (double w : set.weights) total += w;
+    for (double w : set.weights) weights_.push_back(w / total);
+    weights_device_ = torch::tensor(weights_, torch::TensorOptions().dtype(torch::kFloat64)).to(device_);
+    matrices_ = matrices_tensor(set, device_);
+    matrices_step_ = 0;
+}
+
+const torch::Tensor& Symmetrizer::matrices(uint64_t step) {
+    if (options_.random() && step != matrices_step_) {
+        matrices_ = matrices_tensor(rotation_set(options_, step), device_);
+        matrices_step_ = step;
+    }
+    return matrices_;
+}
+
+int64_t Symmetrizer::chunk() const {
+    if (options_.chunk > 0) return options_.chunk;
+    return tuner_.best > 0 ? last_chunk_ : 0;
+}
+
+torch::Tensor Symmetrizer::gradient_of(const torch::Tensor& total, const torch::Tensor& input) const {
+    if (input.size(0) == 0 || !total.requires_grad()) return torch::Tensor();
+    try {
+        return torch::autograd::grad({total}, {input}, {}, false, false, true)[0];
+    } catch (const std::exception& e) {
+        throw Error(Error::ModelFailure, model_error(origin_, e));
+    }
+}
+
+int64_t Symmetrizer::choose_chunk(int64_t n_edges, int64_t n_rot) {
+    const int64_t cap = chunk_cap(n_edges, n_rot);
+    if (options_.chunk > 0) return options_.chunk;
+    if (tuner_.edges < 0 || n_edges > 2 * tuner_.edges || 2 * n_edges < tuner_.edges) {
+        tuner_ = Tuner();
+        tuner_.edges = n_edges;
+    }
+    return std::min(cap, tuner_.best > 0 ? tuner_.best : tuner_.trying);
+}
+
+void Symmetrizer::record_chunk_time(int64_t chunk, int64_t n_edges, int64_t n_rot, double seconds) {
+    if (options_.chunk > 0 || tuner_.best > 0) return;
+    if (!tuner_.warm) {
+        tuner_.warm = true;
+        return;
+    }
+    const int64_t cap = chunk_cap(n_edges, n_rot);
+    const double per_rotation = seconds / static_cast<double>(n_rot);
+    if (per_rotation < tuner_.best_time) {
+        tuner_.best_time = per_rotation;
+        tuner_.best_chunk = chunk;
+        if (chunk >= cap) {
+            tuner_.best = chunk;
+        } else {
+            tuner_.trying = std::min(2 * chunk, cap);
+        }
+    } else {
+        tuner_.best = tuner_.best_chunk;  // the last size measured faster
+    }
+}
+
+Symmetrized Symmetrizer::evaluate(const DeviceGraph& g, const std::vector<Part>& parts,
+                                  const Request& request, uint64_t step, const ModelCall& model) {
+    torch::AutoGradMode grad_mode(true);  // forces need autograd (the caller may be in no_grad)
+    const int64_t n = g.species.size(0), n_edges = g.vectors.size(0);
+    const int64_t n_parts = static_cast<int64_t>(parts.size());
+    const bool need_grad = request.forces || request.virial || request.atomic_virials;
+    const bool plain = options_.mode == RotationOptions::None;
+    const torch::Tensor& all = matrices(step);
+    const int64_t n_rot = all.size(0);
+    const bool spread = request.forces_rms_spread && need_grad && n_rot > 1;
+    auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(device_);
+    auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device_);
+
+    // part of every node; nodes that carry no energy go to an extra column that is dropped
+    std::vector<int64_t> owner(n, n_parts);
+    for (int64_t p = 0; p < n_parts; ++p) {
+        std::fill(owner.begin() + parts[p].node_begin, owner.begin() + parts[p].node_begin + parts[p].n_energy, p);
+    }
+    torch::Tensor node_part = torch::tensor(owner, torch::TensorOptions().dtype(torch::kInt64)).to(device_);
+
+    torch::Tensor copy_energies = torch::zeros({n_rot, n_parts}, f64);
+    torch::Tensor gradient = need_grad ? torch::zeros({n_edges, 3}, f64) : torch::Tensor();
+    torch::Tensor atom_energies = request.energies ? torch::zeros({n}, f64) : torch::Tensor();
+    torch::Tensor mean_forces, force_square, reference_forces;
+    if (spread) {
+        mean_forces = torch::zeros({n, 3}, f64);
+        force_square = torch::zeros({n}, f64);  // sum_k w_k |F_k - F_ref|^2 per atom
+    }
+    const int64_t chunk = n_rot > 1 ? choose_chunk(n_edges, n_rot) : 1;
+    last_chunk_ = chunk;
+    const auto started = std::chrono::steady_clock::now();
+    for (int64_t k0 = 0; k0 < n_rot; k0 += chunk) {
+        const int64_t c = std::min(chunk, n_rot - k0);
+        torch::Tensor R = all.narrow(0, k0, c);
+        torch::Tensor w = weights_device_.narrow(0, k0, c);
+        // c rotated copies as one graph: row vectors r' = r R^T, nodes offset by copy
+        torch::Tensor input = plain ? g.vectors.unsqueeze(0) : torch::matmul(g.vectors.unsqueeze(0), R.transpose(1, 2));
+        input = input.reshape({c * n_edges, 3}).to(dtype_).detach().requires_grad_(need_grad);
+        torch::Tensor species = g.species, centers = g.centers, neighbors = g.neighbors;
+        if (c > 1) {
+            torch::Tensor offsets = torch::arange(c, i64).mul_(n).unsqueeze(1);
+            species = g.species.repeat({c});
+            centers = (g.centers.unsqueeze(0) + offsets).reshape({-1});
+            neighbors = (g.neighbors.unsqueeze(0) + offsets).reshape({-1});
+        }
+        // per-copy energies summed in float64: float32 models carry large element baselines
+        torch::Tensor per_atom = model(species, centers, neighbors, input).view({c, n}).to(torch::kFloat64);
+        torch::Tensor per_copy = torch::zeros({c, n_parts + 1}, f64).index_add(1, node_part, per_atom).narrow(1, 0, n_parts);
+        copy_energies.narrow(0, k0, c).copy_(per_copy.detach());
+        if (request.energies) atom_energies += (per_atom.detach() * w.unsqueeze(1)).sum(0);
+        if (!need_grad) continue;
+        torch::Tensor grad = gradient_of((per_copy * w.unsqueeze(1)).sum(), input);
+        if (!grad.defined()) grad = torch::zeros_like(input);  // no edges, or E independent of them
+        // back to the lab frame (row form: g_lab = g_rot R), still weighted by w_k
+        torch::Tensor back = grad.to(torch::kFloat64).view({c, n_edges, 3});
+        if (!plain) back = torch::matmul(back, R);
+        gradient += back.sum(0);
+        if (spread) {
+            torch::Tensor forces = torch::zeros({c, n, 3}, f64);
+            forces.index_add_(1, g.centers, back).index_add_(1, g.neighbors, -back);
+            mean_forces += forces.sum(0);
+            // deviations from the first rotation's forces: no cancellation when the spread is
+            // tiny compared with the forces
+            torch::Tensor unweighted = forces / w.view({c, 1, 1});
+            if (k0 == 0) reference_forces = unweighted[0].clone();
+            force_square += ((unweighted - reference_forces).pow(2).sum(2) * w.unsqueeze(1)).sum(0);
+        }
+    }
+
+    Symmetrized out;
+    out.copy_energies = copy_energies.cpu();
+    if (request.energies) out.atom_energies = atom_energies.cpu();
+    if (need_grad) out.gradient = gradient.cpu().contiguous();
+    if (spread) {
+        torch::Tensor deviation = (mean_forces - reference_forces).cpu();
+        torch::Tensor square = force_square.cpu();
+        for (const Part& p : parts) {
+            const int64_t m = std::max<int64_t>(1, p.n_energy);  // LAMMPS ghosts carry partial forces
+            double s = square.narrow(0, p.node_begin, p.n_energy).sum().item<double>() -
+                       deviation.narrow(0, p.node_begin, p.n_energy).pow(2).sum().item<double>();
+            out.forces_rms_spread.push_back(std::sqrt(std::max(0.0, s) / (3.0 * m)));
+        }
+    }
+    if (n_rot > 1) {  // timed after the copies above, which wait for the device
+        std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+        record_chunk_time(chunk, n_edges, n_rot, took.count());
+    }
+    return out;
+}
+
+}  // namespace detail
+}  // namespace symprobe
