@@ -38,8 +38,14 @@ def test_md_command_with_rotations(tmp_path):
     assert "rotations grid 2, inversion" in run.stdout and "dE_rot=" in run.stdout
     bad = subprocess.run(cmd[:-2] + ["--rotations", "grid", "x"], capture_output=True, text=True,
                          timeout=300, cwd=tmp_path)
-    assert bad.returncode == 2 and "order must be a positive integer" in bad.stderr
+    assert bad.returncode == 2 and "rotations grid needs an order L" in bad.stderr
     assert "Traceback" not in bad.stderr
+    for args, message in ((["--seed", "-1"], "seed must be a non-negative integer"),
+                          (["--skin", "-0.5"], "skin must be a non-negative length in Angstrom"),
+                          (["--chunk", "two"], "chunk must be a non-negative integer")):
+        bad = subprocess.run(cmd[:-2] + args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
 
 
 def test_md_command_rejects_bad_arguments(tmp_path):

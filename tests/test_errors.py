@@ -202,3 +202,43 @@ def test_failed_evaluation_does_not_advance_the_random_stream(tmp_path, atoms):
     with pytest.raises(symprobe.ModelError):
         model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
     assert model.rotation_step == 0
+
+
+def test_positions_too_far_to_wrap_are_an_error(invariant_model, atoms):
+    """A periodic wrap of a position ~1e300 A keeps no digit of its place in the cell: an error
+    naming the atom, not a silently wrong energy; far but representable positions still work."""
+    pos = atoms.positions.copy()
+    pos[3, 1] = 1e300
+    with pytest.raises(ValueError, match="atom 3 at .* lies .* cell lengths from the cell along "
+                                         "periodic axis 1; wrapping it would lose precision"):
+        invariant_model.compute(pos, atoms.numbers, atoms.cell.array, True)
+    pos[3, 1] = atoms.positions[3, 1] + 1e7 * atoms.cell.array[1, 1]  # 1e7 cells away
+    with pytest.raises(ValueError, match="atom 3"):
+        invariant_model.compute(pos, atoms.numbers, atoms.cell.array, True)
+    # 1000 cells away: an exact image, the same energy to rounding of the shift
+    shifted = atoms.positions + 1000 * atoms.cell.array[0]
+    ref = invariant_model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+    got = invariant_model.compute(shifted, atoms.numbers, atoms.cell.array, True)
+    assert got["energy"] == pytest.approx(ref["energy"], rel=1e-9)
+    # without periodicity there is nothing to wrap: a molecule far away is fine
+    mol = atoms.positions[:3] + 1e6
+    far = invariant_model.compute(mol, atoms.numbers[:3], None, False)
+    near = invariant_model.compute(atoms.positions[:3], atoms.numbers[:3], None, False)
+    assert far["energy"] == pytest.approx(near["energy"], rel=1e-6)
+
+
+def test_weights_in_another_dtype_than_the_metadata(tmp_path):
+    """metadata float32 with float64 weights (an export that skipped the conversion) is refused
+    with a message naming the parameter; export_model converts and loads."""
+    from symprobe.export import METADATA_FILE, model_metadata
+    from symprobe.models.pet import PET
+    module = PET([1, 8], cutoff=3.0, cutoff_width=0.5, d_model=8, n_heads=2, d_ff=16, n_layers=1).double()
+    meta = model_metadata(cutoff=3.0, elements=["H", "O"], dtype=torch.float32)
+    path = tmp_path / "mixed.pt"
+    torch.jit.save(torch.jit.script(module), path, _extra_files={METADATA_FILE: json.dumps(meta)})
+    with pytest.raises(symprobe.InvalidModelError,
+                       match=r"mixed.pt': metadata says dtype float32 but (parameter|buffer) '.*' is Double"):
+        symprobe.load_model(path)
+    good = symprobe.export_model(module, tmp_path / "good.pt", cutoff=3.0, elements=["H", "O"],
+                                 dtype=torch.float32)
+    assert symprobe.load_model(good).dtype == "float32"
