@@ -97,3 +97,18 @@ def strain_derivative(energy, positions, cell, h=1e-6):
                 e.append(energy(positions @ eps.T, cell @ eps.T))
             out[a, b] = (e[0] - e[1]) / (2 * h)
     return out
+
+
+def fenced_blocks(path, language):
+    """The code blocks of `path` in `language` ("" for a bare fence), in order."""
+    blocks, current, opened = [], None, None
+    for line in path.read_text().splitlines(keepends=True):
+        if current is None and line.startswith("```"):
+            current, opened = [], line[3:].strip()
+        elif current is not None and line.strip() == "```":
+            if opened == language:
+                blocks.append("".join(current))
+            current = None
+        elif current is not None:
+            current.append(line)
+    return blocks

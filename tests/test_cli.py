@@ -103,3 +103,24 @@ def test_water_box():
     assert np.sum(r < 1.0) == 4 * 64
     with pytest.raises(ValueError, match="n_molecules"):
         water_box(0)
+
+
+def test_md_random_rotation_of_step_k_is_the_cores_rotation_k(tmp_path):
+    """docs/symmetrization.md: in `symprobe md`, MD step k is evaluated with the core's random
+    rotation of step k (one evaluation per step, the start structure being step 0)."""
+    out = tmp_path / "random.xyz"
+    cmd = [sys.executable, "-m", "symprobe.cli", "md", "--steps", "6", "--interval", "3",
+           "--molecules", "4", "--model", "water-orientation", "--rotations", "random",
+           "--seed", "5", "--thermostat", "none", "--output", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    frames = ase.io.read(out, index=":")
+    assert len(frames) == 3
+    model = symprobe.load_model("water-orientation", rotations="random", seed=5)
+    for step, atoms in zip((0, 3, 6), frames):
+        expected = [model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True,
+                                  step=k)["energy"] for k in (step - 1, step, step + 1) if k >= 0]
+        # extxyz keeps positions to 1e-8 A: energies agree to ~1e-7 eV, rotations differ by far more
+        got, right = atoms.get_potential_energy(), expected[0 if step == 0 else 1]
+        assert got == pytest.approx(right, abs=1e-6)
+        assert all(abs(got - e) > 1e-4 for e in expected if e != right)

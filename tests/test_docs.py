@@ -1,12 +1,18 @@
 """Code in the documentation runs and does what it says."""
+import os
 import re
 import runpy
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from symprobe.water import water_box
+
+from conftest import fenced_blocks
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -34,3 +40,82 @@ def test_model_contract_export_example(tmp_path, monkeypatch):
     assert -(ep - em) / (2 * h) == pytest.approx(res["forces"][i, 2], abs=2e-4)
     # the example is not rotation-invariant: the virial is not symmetric
     assert np.abs(res["virial"] - res["virial"].T).max() > 1e-6
+
+
+# --- every command shown in README.md and docs/ -------------------------------------------------
+
+ROOT = DOCS.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def shell_env():
+    """The documented environment: the venv's commands (lmp, mpirun, python, symprobe-ipi) on
+    PATH, as after `source .venv/bin/activate`."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+# Shell blocks that no test runs verbatim, and why. Every other bash block of README.md and
+# docs/ must be run by a test of this file or of the file named.
+NOT_RUN_HERE = {
+    ("README.md", 0): "the first two commands: .ci/run runs setup.sh and the test command; the "
+                      "main job runs in tests/test_cli.py with its options",
+    ("README.md", 1): "the bundled model's two-stage training recipe: hours of CPU "
+                      "(tests/test_pet.py checks that the recipes are valid)",
+    ("docs/water-model.md", 0): "the same training recipe, hours of CPU",
+    ("docs/ipi.md", None): "run by tests/test_docs_ipi.py",
+}
+
+
+def test_every_shell_block_is_run_by_a_test():
+    documents = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    for doc in documents:
+        name = str(doc.relative_to(ROOT))
+        for k, block in enumerate(fenced_blocks(doc, "bash")):
+            if (name, k) in NOT_RUN_HERE or (name, None) in NOT_RUN_HERE:
+                continue
+            assert (name, k) in RUN_HERE, f"{name}: bash block {k} is run by no test:\n{block}"
+
+
+def lammps_thermo(log):
+    """Rows of the thermo table of a LAMMPS log (after the header that starts with Step)."""
+    lines = log.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["Step"])
+    rows = []
+    for line in lines[start + 1:]:
+        if line.startswith("Loop time"):
+            break
+        rows.append([float(v) for v in line.split()])
+    return np.array(rows)
+
+
+def test_lammps_example_commands(tmp_path):
+    """docs/lammps.md: the commands run verbatim in a copy of examples/lammps; the input shown is
+    the file; every run's first energy and torque equal the core's at step 0."""
+    import ase.io
+    import symprobe
+    doc = DOCS / "lammps.md"
+    shown = fenced_blocks(doc, "")[0]
+    assert shown == (ROOT / "examples" / "lammps" / "in.water").read_text()
+    commands = fenced_blocks(doc, "bash")[0].strip().splitlines()
+    assert commands[0] == "cd examples/lammps"
+    work = tmp_path / "examples" / "lammps"
+    shutil.copytree(ROOT / "examples" / "lammps", work)
+    atoms = ase.io.read(work / "water.data", format="lammps-data", Z_of_type={1: 8, 2: 1})
+    model = symprobe.load_model("water-pet", rotations="random", seed=42)
+    ref = model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True, step=0)
+    for command in commands[1:]:
+        run = subprocess.run(command, shell=True, cwd=work, env=shell_env(), capture_output=True,
+                             text=True, timeout=600)
+        assert run.returncode == 0, command + "\n" + run.stdout[-3000:] + run.stderr[-3000:]
+        rows = lammps_thermo((work / "log.lammps").read_text())
+        assert rows.shape == (5, 8) and np.all(np.isfinite(rows))
+        assert rows[0, 2] == pytest.approx(ref["energy"], rel=1e-10), command
+        # a float32 model: LAMMPS's graph (ghost images) sums the virial in another order, so
+        # the torque (an antisymmetric part of W) agrees to float32 rounding of |W|
+        np.testing.assert_allclose(rows[0, 5:], ref["net_torque"], atol=1e-6 * np.abs(ref["virial"]).max())
+        assert np.all(rows[:, 3] == 0.0)  # one rotation per step: no spread
+
+
+RUN_HERE = {("docs/lammps.md", 0): test_lammps_example_commands}
