@@ -298,9 +298,6 @@ void Model::set_rotation_step(uint64_t step) {
 }
 const std::vector<double>& Model::rotation_weights() const { return impl_->symmetrizer->weights(); }
 int64_t Model::rotation_chunk() const { return impl_->symmetrizer->chunk(); }
-const NeighborList& Model::last_neighbors() const {
-    return impl_->verlet.current();
-}
 
 Results Model::compute(const double* positions, const int32_t* numbers, int64_t n_atoms,
                        const double* cell, const bool* pbc, const Request& request) {

@@ -18,6 +18,13 @@ def socket_name(tag: str) -> str:
     return f"symprobe-test-{os.getpid()}-{tag}-{next(_counter)}"
 
 
+def remove_socket_files():
+    """Removes the unix socket files named by socket_name() in this process: a killed i-PI
+    (or a test's fake server) leaves its file behind."""
+    for path in Path("/tmp").glob(f"ipi_symprobe-test-{os.getpid()}-*"):
+        path.unlink(missing_ok=True)
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -76,10 +83,10 @@ class Processes:
         self.workdir = Path(workdir)
         self.started = []
 
-    def start(self, args, name):
+    def start(self, args, name, env=None):
         log = open(self.workdir / f"{name}.log", "w")
         proc = subprocess.Popen(args, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
         proc.log_path = self.workdir / f"{name}.log"
         self.started.append(proc)
         return proc
@@ -91,11 +98,22 @@ class Processes:
     def driver(self, *args, name="driver"):
         return self.start([str(VENV_BIN / "symprobe-ipi"), *args], name)
 
+    def shell(self, script: str, name="shell", **env):
+        """Runs a bash script (`bash -e`) with the venv's commands first on PATH and the
+        variables `env` set; its background jobs stay in its process group, which stop()
+        kills."""
+        env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", **env)
+        return self.start(["bash", "-e", "-c", script], name, env=env)
+
     def stop(self):
+        """Kills the process group (session) of every process started, also when its leader
+        has exited but left children behind (a shell's background jobs)."""
         for proc in self.started:
-            if proc.poll() is None:
+            try:
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            except ProcessLookupError:  # the group is empty: nothing of ours is left
+                pass
+            proc.wait(timeout=10)
 
 
 def wait_for(predicate, timeout, what):

@@ -15,7 +15,8 @@ import symprobe
 from symprobe.water import water_box
 
 from ipi_support import (Processes, finish, forcefield_xml, free_port, input_xml, read_forces,
-                         read_positions, read_properties, socket_name, wait_for, wait_socket)
+                         read_positions, read_properties, remove_socket_files, socket_name,
+                         wait_for, wait_socket)
 
 pytest.importorskip("ipi")
 
@@ -25,6 +26,7 @@ def run(tmp_path):
     procs = Processes(tmp_path)
     yield procs
     procs.stop()
+    remove_socket_files()  # a killed i-PI leaves its socket file behind
 
 
 def write_structure(path, molecules=64, seed=1):
@@ -267,7 +269,7 @@ def test_ipi_pes_module(tmp_path):
     assert "energy_spread_eV" in extras
     batch = pes([h, h], [pos, pos + 0.01])
     assert batch[0][0] == pytest.approx(energy, rel=1e-12) and batch[1][0] != batch[0][0]
-    with pytest.raises(ValueError, match="expected true or false"):
+    with pytest.raises(ValueError, match="inversion must be yes or no, got 'maybe'"):
         ipi_pes.Symprobe_driver(structure=str(tmp_path / "init.xyz"), model="water-reference",
                                 rotations="random", inversion="maybe")
 
@@ -278,3 +280,88 @@ def test_no_inet_server_gives_bounded_retry(run, tmp_path):
                         "--structure", "init.xyz", "--connect-timeout", "1")
     assert finish(driver, 30) == 2
     assert "could not connect to i-PI" in driver.log_path.read_text()
+
+
+def test_stale_unix_socket_is_named_at_once(run, tmp_path):
+    """A socket file left by a crashed i-PI (bound, listened, closed: the file stays) refuses
+    connections: the driver names the file and what to do within seconds, not after its 30 s
+    connect timeout."""
+    write_structure(tmp_path / "init.xyz", molecules=2)
+    name = socket_name("stale")
+    path = f"/tmp/ipi_{name}"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)
+    stale.listen(1)
+    stale.close()
+    try:
+        assert os.path.exists(path)  # closing a unix socket leaves its file behind
+        with pytest.raises(ConnectionRefusedError):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.connect(path)
+        t0 = time.monotonic()
+        driver = run.driver("--unix", name, "--model", "water-reference", "--structure",
+                            "init.xyz")  # the default --connect-timeout, 30 s
+        rc = finish(driver, 40)
+        elapsed = time.monotonic() - t0
+        log = driver.log_path.read_text()
+        assert rc == 2, log
+        assert elapsed < 15, f"took {elapsed:.1f} s:\n{log}"
+        assert f"the unix socket file {path} exists but nothing listens on it" in log
+        assert "stopped or crashed" in log and f"rm {path}" in log
+        assert "Traceback" not in log
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def test_socket_file_refusing_briefly_is_retried(tmp_path):
+    """i-PI binds its socket file a moment before it listens: a refusal shorter than the stale
+    limit is retried, and the driver connects once the server listens."""
+    from symprobe.ipi import connect
+    name = socket_name("late")
+    path = f"/tmp/ipi_{name}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    try:
+        timer = threading.Timer(1.0, server.listen, args=(1,))
+        timer.start()
+        t0 = time.monotonic()
+        client = connect(name, None, "/tmp/ipi_", timeout=30)
+        assert 0.9 < time.monotonic() - t0 < 3.0
+        client.close()
+        timer.join()
+    finally:
+        server.close()
+        os.unlink(path)
+
+
+def test_unsupported_element_fails_before_connecting(run, tmp_path):
+    """Defect 4: the structure's elements are checked against the model before waiting for
+    i-PI: no server, default 30 s connect timeout, yet status 2 at once, naming the element."""
+    from ase import Atoms
+    ase.io.write(tmp_path / "nacl.xyz", Atoms("OH2Na", positions=[[0, 0, 0], [0.96, 0, 0],
+                                                                 [-0.24, 0.93, 0], [3, 3, 3]],
+                                              cell=np.eye(3) * 10, pbc=True), format="extxyz")
+    t0 = time.monotonic()
+    driver = run.driver("--unix", socket_name("elem"), "--model", "water-reference",
+                        "--structure", "nacl.xyz")
+    rc = finish(driver, 40)
+    elapsed = time.monotonic() - t0
+    log = driver.log_path.read_text()
+    assert rc == 2, log
+    assert elapsed < 15, f"took {elapsed:.1f} s: the driver waited for i-PI first\n{log}"
+    assert "atom 3 is element Na (Z=11)" in log and "does not support" in log
+    assert "could not connect" not in log and "Traceback" not in log
+
+
+def test_negative_seed_is_an_error_before_connecting(run, tmp_path):
+    write_structure(tmp_path / "init.xyz", molecules=2)
+    t0 = time.monotonic()
+    driver = run.driver("--unix", socket_name("seed"), "--model", "water-reference",
+                        "--structure", "init.xyz", "--rotations", "random", "--seed", "-1")
+    rc = finish(driver, 40)
+    log = driver.log_path.read_text()
+    assert rc == 2, log
+    assert time.monotonic() - t0 < 15, log
+    assert "seed must be a non-negative integer" in log
+    assert "could not connect" not in log and "Traceback" not in log

@@ -318,3 +318,20 @@ def test_ase_properties_come_from_one_random_draw(reference_path, box):
     atoms.get_forces()
     assert atoms.get_potential_energies().sum() == pytest.approx(energy, rel=1e-12)
     assert atoms.calc.model.rotation_step == 1
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(),
+                    reason="needs a CUDA device and a CUDA build of torch")
+@pytest.mark.parametrize("options", [dict(rotations="grid 2", inversion=True),
+                                     dict(rotations="random", seed=3)])
+def test_cuda_equals_cpu(reference_path, box, options):
+    """The symmetrisation stage on the GPU (rotation set cached on the device, one copy back per
+    evaluation) gives the CPU's results."""
+    path = reference_path("water-orientation")
+    cpu = compute(symprobe.load_model(path, **options), box, energies=True, forces_rms_spread=True)
+    gpu = compute(symprobe.load_model(path, device="cuda", **options), box, energies=True,
+                  forces_rms_spread=True)
+    for key in ("energy", "energy_spread", "forces_rms_spread"):
+        assert gpu[key] == pytest.approx(cpu[key], rel=1e-10, abs=1e-12), key
+    for key in ("forces", "virial", "energies", "rotation_energies"):
+        np.testing.assert_allclose(gpu[key], cpu[key], rtol=1e-10, atol=1e-10, err_msg=key)

@@ -189,7 +189,6 @@ PYBIND11_MODULE(_core, m) {
         }
         return out;
     });
-    m.def("lebedev_orders", &symprobe::lebedev_orders);
     m.def("bundled_models", &symprobe::bundled_models);
     m.def("bundled_model_path", &symprobe::bundled_model_path, py::arg("name"));
     m.def("resolve_model_path", &symprobe::resolve_model_path, py::arg("model"));

@@ -101,7 +101,7 @@ def add_option_arguments(parser, defaults: dict | None = None) -> None:
             parser.add_argument(f"--{name}", nargs="+", metavar="WORD", default=None,
                                 help=f"{option['values']}: {text}")
         else:
-            parser.add_argument(f"--{name}", metavar=option["values"].split("|")[0], default=None,
+            parser.add_argument(f"--{name}", metavar=option["values"], default=None,
                                 help=text)
     parser.set_defaults(_option_defaults=defaults)
 

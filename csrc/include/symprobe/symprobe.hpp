@@ -82,8 +82,6 @@ public:
     double cutoff() const { return cutoff_; }
     double skin() const { return skin_; }
     int64_t n_builds() const { return n_builds_; }
-    // The list returned by the last update.
-    const NeighborList& current() const { return current_; }
 
 private:
     double cutoff_, skin_;
@@ -280,9 +278,6 @@ public:
     // Several independent structures (e.g. path-integral beads) in ONE model call per rotation
     // chunk; one result per structure. All structures share this evaluation's rotations.
     std::vector<Results> compute_batch(const std::vector<System>& systems, const Request& request = {});
-
-    // The neighbour list used by the last compute() call.
-    const NeighborList& last_neighbors() const;
 
     // Throws Error(InvalidInput) naming the first atom whose element the model lacks; front ends
     // call it to validate a structure before any evaluation.
