@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     from ase.md.langevin import Langevin
 
     import symprobe
-    from symprobe.analysis import (broken_water_molecules, first_peak, max_rdf_range,
+    from symprobe.water.analysis import (broken_water_molecules, first_peak, max_rdf_range,
                                    pair_histogram,
                                    radial_distribution_from_histogram)
     from symprobe.models import DEFAULT

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import symprobe
-from symprobe.reference import export_reference
+from symprobe.water.reference import export_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SYMPROBE_SHARED", ROOT.parent / "shared")) / "data"

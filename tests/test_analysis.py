@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from symprobe.analysis import broken_water_molecules, first_peak, radial_distribution
+from symprobe.water.analysis import broken_water_molecules, first_peak, radial_distribution
 from symprobe.water import water_box
 
 

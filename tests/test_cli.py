@@ -58,7 +58,7 @@ def test_md_command_rejects_bad_arguments(tmp_path):
 def test_bundled_models_equal_their_source(name, tmp_path):
     """The committed reference .pt files are exactly what reference.py exports today (the
     trained water-pet is checked against its training run in test_water_pet.py)."""
-    from symprobe.reference import export_reference
+    from symprobe.water.reference import export_reference
     fresh = symprobe.load_model(export_reference(name, tmp_path / "fresh.pt"))
     shipped = symprobe.load_model(name)
     assert shipped.path == bundled_path(name)
@@ -73,10 +73,10 @@ def test_bundled_models_equal_their_source(name, tmp_path):
 def test_bundled_names_resolve_in_the_core(tmp_path, monkeypatch):
     """The core (shared by Python, LAMMPS and i-PI) knows exactly the documented bundled names;
     a file that exists wins over a name; an unknown name is refused with the list."""
-    from symprobe import _core
-    assert _core.bundled_models() == sorted(BUNDLED)
+    from symprobe import _runtime
+    assert _runtime.bundled_models() == sorted(BUNDLED)
     for name in BUNDLED:
-        path = _core.resolve_model_path(name)
+        path = _runtime.resolve_model_path(name)
         package_file = os.path.join(os.path.dirname(symprobe.models.__file__), name + ".pt")
         assert os.path.samefile(path, package_file)
         assert bundled_path(name) == path
@@ -86,7 +86,7 @@ def test_bundled_names_resolve_in_the_core(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "water-pet").write_bytes(b"not a model")
     # the user's file wins, named in full; bundled_path still gives the shipped file
-    assert _core.resolve_model_path("water-pet") == os.path.realpath(tmp_path / "water-pet")
+    assert _runtime.resolve_model_path("water-pet") == os.path.realpath(tmp_path / "water-pet")
     assert bundled_path("water-pet") == shipped
     assert not os.path.samefile(shipped, "water-pet")
     with pytest.raises(FileNotFoundError, match=r"'water-pett' .*\(bundled models: water-orientation"):

@@ -16,10 +16,10 @@ def test_core_unit_tests():
     cache = BUILDS[0].read_text()
     cmake = next(line.split("=", 1)[1] for line in cache.splitlines()
                  if line.startswith("CMAKE_COMMAND:"))
-    made = subprocess.run([cmake, "--build", str(build), "--target", "symprobe_core_tests"],
+    made = subprocess.run([cmake, "--build", str(build), "--target", "symprobe_tests"],
                           capture_output=True, text=True, timeout=900)
     assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
-    run = subprocess.run([str(build / "symprobe_core_tests")], capture_output=True, text=True,
+    run = subprocess.run([str(build / "symprobe_tests")], capture_output=True, text=True,
                          timeout=300)
     print(run.stdout)
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]

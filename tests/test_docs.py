@@ -119,3 +119,17 @@ def test_lammps_example_commands(tmp_path):
 
 
 RUN_HERE = {("docs/lammps.md", 0): test_lammps_example_commands}
+
+
+def test_readme_python_example(tmp_path, monkeypatch, capsys):
+    """README.md's "Using it" block runs as written and prints energy, forces shape and stress,
+    then the symmetry diagnostics of a grid-averaged orientation model."""
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "readme.py"
+    script.write_text(fenced_blocks(ROOT / "README.md", "python")[0])
+    scope = runpy.run_path(str(script), run_name="__main__")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and "(192, 3)" in lines[0]
+    out = scope["out"]
+    assert out["energy_spread"] > 0 and len(out["rotation_energies"]) == 36
+    assert scope["nl"].centers.shape == scope["nl"].neighbors.shape

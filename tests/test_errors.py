@@ -32,7 +32,7 @@ def test_corrupt_model_file(tmp_path, reference_path):
 
 
 def test_model_without_metadata(tmp_path):
-    from symprobe.reference import reference_model
+    from symprobe.water.reference import reference_model
     path = tmp_path / "bare.pt"
     torch.jit.save(torch.jit.script(reference_model("water-reference")), path)
     with pytest.raises(symprobe.InvalidModelError, match="no symprobe metadata"):
@@ -161,7 +161,7 @@ def test_bad_options(reference_path):
 
 
 def test_export_never_overwrites(tmp_path):
-    from symprobe.reference import export_reference
+    from symprobe.water.reference import export_reference
     path = tmp_path / "m.pt"
     path.write_text("precious user data")
     with pytest.raises(FileExistsError, match="m.pt exists"):
@@ -231,7 +231,7 @@ def test_weights_in_another_dtype_than_the_metadata(tmp_path):
     """metadata float32 with float64 weights (an export that skipped the conversion) is refused
     with a message naming the parameter; export_model converts and loads."""
     from symprobe.export import METADATA_FILE, model_metadata
-    from symprobe.models.pet import PET
+    from symprobe.training.pet import PET
     module = PET([1, 8], cutoff=3.0, cutoff_width=0.5, d_model=8, n_heads=2, d_ff=16, n_layers=1).double()
     meta = model_metadata(cutoff=3.0, elements=["H", "O"], dtype=torch.float32)
     path = tmp_path / "mixed.pt"

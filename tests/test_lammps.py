@@ -419,7 +419,7 @@ def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks):
     """A 2-layer PET (interaction range 2 x cutoff): LAMMPS needs the neighbourhoods of ghost
     atoms out to the interaction range; energies and forces equal the core's."""
     import torch
-    from symprobe.models.pet import PET
+    from symprobe.training.pet import PET
     torch.manual_seed(0)
     module = PET([1, 8], cutoff=3.0, cutoff_width=0.5, d_model=16, n_heads=2, d_ff=32, n_layers=2)
     with torch.no_grad():

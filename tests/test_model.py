@@ -172,7 +172,7 @@ def test_polynomial_orientation_variant(reference_path, orientation_model, invar
         model = symprobe.load_model(reference_path(f"water-orientation-poly{d}"))
         errors.append(abs(compute(model, atoms)["energy"] - e_exp))
         if d == 0:
-            from symprobe.reference import ORIENTATION_STRENGTH
+            from symprobe.water.reference import ORIENTATION_STRENGTH
             assert compute(model, atoms)["energy"] - e_inv == pytest.approx(
                 8 * 3 * ORIENTATION_STRENGTH, rel=1e-12)
     assert errors[0] > errors[1] > errors[2] > errors[3]

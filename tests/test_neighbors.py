@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import symprobe
-from symprobe import _core
+from symprobe import _runtime
 
 
 def brute_force(positions, cell, pbc, cutoff):
@@ -164,4 +164,4 @@ def test_bad_neighbor_inputs():
         symprobe.neighbor_list(np.zeros((2, 3)), [[1, 0, 0], [2, 0, 0], [0, 0, 1]], True, 1.0)
     with pytest.raises(ValueError, match="not finite"):
         symprobe.neighbor_list([[0, 0, np.nan]], np.eye(3), True, 1.0)
-    assert _core.atomic_number("O") == 8 and _core.element_symbol(1) == "H"
+    assert _runtime.atomic_number("O") == 8 and _runtime.element_symbol(1) == "H"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import symprobe
-from symprobe.models.pet import PET
+from symprobe.training.pet import PET
 from symprobe.water import water_box
 
 from conftest import ROOT, SHARED_DATA, WATER_190, contract_graph, shared_file
@@ -128,7 +128,7 @@ def six_frames(tmp_path_factory):
 
 
 def test_training_lowers_loss_and_reports(tmp_path, six_frames):
-    from symprobe.train import train
+    from symprobe.training.train import train
     # the log of an earlier run whose checkpoint is gone (a finished run reproduced in its
     # folder): a fresh start replaces it
     (tmp_path / "run").mkdir()
@@ -160,7 +160,7 @@ def test_training_lowers_loss_and_reports(tmp_path, six_frames):
 
 
 def test_interrupted_training_resumes_exactly(tmp_path, six_frames):
-    from symprobe.train import train
+    from symprobe.training.train import train
     straight = write_config(tmp_path, six_frames, 3, "straight")
     train(str(straight), progress=False)
     split_run = write_config(tmp_path, six_frames, 3, "resumed")
@@ -177,7 +177,7 @@ def test_interrupted_training_resumes_exactly(tmp_path, six_frames):
 
 
 def test_augmentation_draws_the_cores_random_rotation_stream():
-    from symprobe.train import random_rotations
+    from symprobe.training.train import random_rotations
     # frame k of the training set at epoch e is rotated by step e * n_train + k of the stream
     # behind `rotations random` (one generator for the runtime and training)
     drawn = random_rotations(6, seed=3, start=12, inversion=True)
@@ -195,7 +195,7 @@ def test_augmentation_draws_the_cores_random_rotation_stream():
 
 
 def test_training_config_errors(tmp_path, six_frames):
-    from symprobe.train import train
+    from symprobe.training.train import train
     cfg = tmp_path / "bad.toml"
     cfg.write_text(f'[data]\npath = "{six_frames}"\n[training]\nepoch = 3\n')
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['epoch'\] in \[training\]"):
@@ -212,7 +212,7 @@ def test_training_config_errors(tmp_path, six_frames):
 
 
 def test_second_stage_starts_from_first_stage_weights(tmp_path, six_frames):
-    from symprobe.train import train
+    from symprobe.training.train import train
     first = write_config(tmp_path, six_frames, 2, "first")
     train(str(first), progress=False)
     # a baseline no fresh start would fit: it must come from the checkpoint
@@ -244,7 +244,7 @@ def test_second_stage_starts_from_first_stage_weights(tmp_path, six_frames):
 
 
 def test_training_device_is_checked(tmp_path, six_frames):
-    from symprobe.train import train, training_device
+    from symprobe.training.train import train, training_device
     assert training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     cfg = write_config(tmp_path, six_frames, 1)
     cfg.write_text(cfg.read_text().replace("threads = 1", 'threads = 1\ndevice = "tpu"'))
@@ -280,7 +280,7 @@ def test_example_training_configs_are_valid(name):
     hyperparameters: one in the checkout, or the checkpoint.pt another shipped recipe writes,
     whose committed run folder then keeps the weights it ended with as last.pt (an ended run
     keeps no checkpoint). The data file is checked where ../shared is present."""
-    from symprobe.train import load_config
+    from symprobe.training.train import load_config
     config = load_config(str(ROOT / "examples" / name))
     model = PET([1, 8], **config["model"])
     assert sum(p.numel() for p in model.parameters()) > 0

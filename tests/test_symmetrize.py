@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 
 import symprobe
-from symprobe.reference import orientation_average
+from symprobe.water.reference import orientation_average
 from symprobe.water import water_box
 
 from conftest import fd_force, strain_derivative

@@ -4,8 +4,8 @@ Units: Angstrom, eV, eV/Angstrom; cells hold lattice vectors as rows.
 """
 import torch  # noqa: F401  (loads libtorch before the compiled core that links to it)
 
-from ._core import InvalidModelError, ModelError, atomic_number, element_symbol
-from .core import Model, load_model, neighbor_list, rotation_set
+from ._runtime import InvalidModelError, ModelError, atomic_number, element_symbol
+from .runtime import Model, load_model, neighbor_list, rotation_set
 from .calculator import Calculator
 from .export import export_model
 

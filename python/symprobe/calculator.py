@@ -5,7 +5,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator as _AseCalculator
 from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 
-from .core import Model, load_model, option_table
+from .runtime import Model, load_model, option_table
 from .models import DEFAULT
 
 

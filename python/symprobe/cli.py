@@ -27,7 +27,7 @@ def md(args) -> int:
     from tqdm import tqdm
 
     from .calculator import Calculator
-    from .core import options_from_arguments
+    from .runtime import options_from_arguments
     from .water import water_box
 
     options = options_from_arguments(args)
@@ -82,7 +82,7 @@ def md(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .core import add_option_arguments
+    from .runtime import add_option_arguments
     from .models import DEFAULT
 
     parser = argparse.ArgumentParser(prog="symprobe", description=__doc__)
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
                         "call (resume later; for batch jobs with a wall-time limit)")
     args = parser.parse_args(argv)
     if args.command == "train":
-        from .train import train
+        from .training.train import train
         try:
             result = train(args.config, max_epochs=args.max_epochs, max_minutes=args.max_minutes)
         except (ValueError, OSError) as error:

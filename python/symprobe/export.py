@@ -8,7 +8,7 @@ from typing import Iterable, Optional
 
 import torch
 
-from ._core import atomic_number
+from ._runtime import atomic_number
 
 CONTRACT_VERSION = 1
 METADATA_FILE = "metadata.json"

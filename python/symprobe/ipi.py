@@ -214,7 +214,7 @@ def connect(unix: str | None, inet: str | None, prefix: str, timeout: float,
 
 def main(argv=None) -> int:
     from . import load_model
-    from .core import add_option_arguments, options_from_arguments
+    from .runtime import add_option_arguments, options_from_arguments
 
     p = argparse.ArgumentParser(prog="symprobe-ipi", description=__doc__.split("\n")[0])
     where = p.add_mutually_exclusive_group(required=True)

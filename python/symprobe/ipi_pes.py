@@ -20,7 +20,7 @@ class Symprobe_driver(Dummy_driver):
 
         # absolute imports: i-PI loads this file by path, outside the package
         from symprobe import load_model
-        from symprobe.core import option_table
+        from symprobe.runtime import option_table
         from symprobe.ipi import AtomicUnitsEvaluator
 
         names = {o["name"] for o in option_table()}

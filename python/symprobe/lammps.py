@@ -8,7 +8,7 @@ import os
 
 def plugin_directory() -> str:
     # beside the compiled core (in an editable install the Python sources live elsewhere)
-    core = importlib.util.find_spec("symprobe._core").origin
+    core = importlib.util.find_spec("symprobe._runtime").origin
     return os.path.join(os.path.dirname(core), "lammps-plugin")
 
 

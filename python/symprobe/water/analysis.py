@@ -9,7 +9,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .core import neighbor_list
+from ..runtime import neighbor_list
 
 
 def broken_water_molecules(atoms, oh_max: float = 1.3) -> list[str]:

@@ -123,7 +123,7 @@ std::vector<int32_t> atomic_numbers(const py::object& numbers, py::ssize_t n) {
 
 }  // namespace
 
-PYBIND11_MODULE(_core, m) {
+PYBIND11_MODULE(_runtime, m) {
     m.doc() = "symprobe compiled core (units: Angstrom, eV)";
 
     // Error kinds -> Python exceptions; InvalidModelError and ModelError live in this module.

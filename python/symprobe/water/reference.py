@@ -21,8 +21,8 @@ from typing import Optional
 
 import torch
 
-from .export import export_model
-from .units import HARTREE_EV
+from ..export import export_model
+from ..units import HARTREE_EV
 
 CUTOFF = 5.0  # A
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._core import element_symbol
-from .core import neighbor_list, rotation_set
-from .export import export_model
-from .models.pet import PET
+from .._runtime import element_symbol
+from ..runtime import neighbor_list, rotation_set
+from ..export import export_model
+from .pet import PET
 
 DEFAULTS = {
     "data": {"path": "", "split": [0.7, 0.1, 0.2], "seed": 0, "energy_key": "energy",

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _core
+from . import _runtime
 
 
 class NeighborList(NamedTuple):
@@ -25,12 +25,12 @@ def neighbor_list(positions, cell, pbc, cutoff: float, threads: int = 1) -> Neig
     positions: [N, 3] Angstrom; cell: [3, 3] Angstrom (rows are lattice vectors; rows of
     non-periodic axes are ignored and may be zero) or None; pbc: bool or 3 bools.
     """
-    return NeighborList(*_core.neighbor_list(positions, cell, pbc, cutoff, threads))
+    return NeighborList(*_runtime.neighbor_list(positions, cell, pbc, cutoff, threads))
 
 
 def option_table() -> list[dict]:
     """The options every front end shares (name, values, default, flag, help), from the core."""
-    return _core.option_table()
+    return _runtime.option_table()
 
 
 def option_tokens(options: dict) -> list[str]:
@@ -45,7 +45,7 @@ def option_tokens(options: dict) -> list[str]:
     return tokens
 
 
-class Model(_core.Model):
+class Model(_runtime.Model):
     """A TorchScript model loaded through the model contract, evaluated by the C++ core.
 
     compute(positions [N,3] A, numbers [N], cell [3,3] A or None, pbc, forces=True,
@@ -84,7 +84,7 @@ def load_model(path: str | os.PathLike, **options) -> Model:
 def rotation_set(rotations: str = "none", step: int = 0, **options):
     """The rotation matrices [G, 3, 3] and weights [G] the core uses at MD step `step` for these
     options (rotations, inversion, randomize, seed)."""
-    return _core.rotation_set(option_tokens({"rotations": rotations, **options}), step)
+    return _runtime.rotation_set(option_tokens({"rotations": rotations, **options}), step)
 
 
 def add_option_arguments(parser, defaults: dict | None = None) -> None:
