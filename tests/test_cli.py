@@ -124,3 +124,24 @@ def test_md_random_rotation_of_step_k_is_the_cores_rotation_k(tmp_path):
         got, right = atoms.get_potential_energy(), expected[0 if step == 0 else 1]
         assert got == pytest.approx(right, abs=1e-6)
         assert all(abs(got - e) > 1e-4 for e in expected if e != right)
+
+
+def test_every_front_end_takes_every_option_of_the_core():
+    """The option vocabulary lives in the core's table: the command lines are generated from it
+    and load_model / Calculator pass every name on (a new option needs no front-end change)."""
+    from symprobe.runtime import option_table
+    table = option_table()
+    assert {o["name"] for o in table} >= {"rotations", "inversion", "randomize", "seed", "chunk",
+                                          "skin", "threads", "device"}
+    helps = [subprocess.run([sys.executable, "-m", module] + args + ["--help"], capture_output=True,
+                            text=True, timeout=120).stdout
+             for module, args in (("symprobe.cli", ["md"]), ("symprobe.ipi", []))]
+    defaults = {}
+    for option in table:
+        for text in helps:
+            assert f"--{option['name']}" in text, option["name"]
+        defaults[option["name"]] = option["default"] == "yes" if option["flag"] else option["default"]
+    model = symprobe.load_model("water-reference", **defaults)
+    assert model.rotations == "none" and model.seed == 0 and model.skin == 0.0
+    calc = symprobe.Calculator("water-reference", **defaults)
+    assert calc.model.rotations == "none"
