@@ -299,3 +299,29 @@ def test_example_training_configs_are_valid(name):
         assert saved["state"]["epoch"] == config["init"]["epoch"]
     if SHARED_DATA.exists():
         assert os.path.isfile(config["data"]["path"]), config["data"]["path"]
+
+
+def test_training_graph_and_forces_equal_the_cores(tmp_path):
+    """Training batches frames and forms forces itself (it differentiates through them, which
+    the core never does): its energies and forces, each frame rotated by its augmentation
+    rotation, equal the core's compute_batch of the rotated structures."""
+    from symprobe.training.train import Frame, predict, random_rotations
+    module = small_pet(seed=2)
+    path = symprobe.export_model(module, tmp_path / "pet.pt", cutoff=module.cutoff,
+                                 interaction_range=module.interaction_range, elements=["H", "O"])
+    structures = [water_box(8, seed=5), water_box(16, seed=6)]
+    frames = []
+    for atoms in structures:
+        nl = symprobe.neighbor_list(atoms.positions, atoms.cell.array, True, module.cutoff)
+        frames.append(Frame(torch.tensor(atoms.numbers), torch.from_numpy(nl.centers),
+                            torch.from_numpy(nl.neighbors), torch.from_numpy(nl.vectors), 0.0,
+                            torch.zeros(len(atoms), 3, dtype=torch.float64)))
+    rotations = random_rotations(2, seed=9, start=0, inversion=True)
+    energy, forces, *_ = predict(module, frames, rotations, torch.float64, create_graph=False)
+    rotated = [(a.positions @ R.numpy().T, a.cell.array @ R.numpy().T)
+               for a, R in zip(structures, rotations)]
+    core = symprobe.load_model(path).compute_batch([p for p, _ in rotated], [a.numbers for a in structures],
+                                                   [c for _, c in rotated], True)
+    np.testing.assert_allclose(energy.detach().numpy(), [r["energy"] for r in core], rtol=1e-12)
+    np.testing.assert_allclose(forces.detach().numpy(), np.concatenate([r["forces"] for r in core]),
+                               atol=1e-10)
