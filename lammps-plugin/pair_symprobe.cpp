@@ -15,6 +15,7 @@
 
 #include "symprobe/symprobe.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -142,14 +143,29 @@ void PairSymprobe::init_style() {
     for (int t = 1; t <= atom->ntypes; ++t) {
         if (type_numbers_[t] == UNSET_TYPE) error->all(FLERR, "pair_style symprobe: atom type {} has no element", t);
     }
+    // One rank: every ghost is a periodic image of a local atom, so the local atoms with the
+    // ghosts' image vectors form the exact periodic graph. Ghosts never become nodes, and a
+    // message-passing model needs no ghost neighbourhoods (several ranks do: each rank then
+    // evaluates its atoms' neighbourhoods out to the interaction range).
+    owner_mapping_ = comm->nprocs == 1 && atom->tag_enable;
+    ghostneigh = !owner_mapping_ && range_ > model_cutoff_ ? 1 : 0;
     neighbor->add_request(this, ghostneigh ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
                                            : NeighConst::REQ_FULL);
+    if (comm->me == 0) {
+        if (owner_mapping_) {
+            utils::logmesg(lmp, "symprobe: one rank: ghost atoms are mapped to the local atoms they image\n");
+        } else if (ghostneigh) {
+            utils::logmesg(lmp, "symprobe: {} ranks: each rank evaluates the neighbourhoods of its ghost "
+                                "atoms out to the interaction range ({} A)\n", comm->nprocs, range_);
+        }
+    }
 }
 
 double PairSymprobe::init_one(int i, int j) {
-    // ghost atoms out to the interaction range make every local energy exact
+    // owner mapping needs the images within one cutoff; otherwise ghost atoms out to the
+    // interaction range make every local energy exact
     if (ghostneigh) cutghost[i][j] = cutghost[j][i] = range_;
-    return range_;
+    return owner_mapping_ ? model_cutoff_ : range_;
 }
 
 void PairSymprobe::compute(int eflag, int vflag) {
@@ -159,13 +175,28 @@ void PairSymprobe::compute(int eflag, int vflag) {
     const int* type = atom->type;
     const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
     const int n_centers = list->inum + (ghostneigh ? list->gnum : 0);
+    const tagint* tag = atom->tag;
+    if (owner_mapping_) {
+        tagint max_tag = 0;
+        for (int i = 0; i < nlocal; ++i) max_tag = std::max(max_tag, tag[i]);
+        local_of_tag_.assign(static_cast<size_t>(max_tag) + 1, -1);
+        for (int i = 0; i < nlocal; ++i) local_of_tag_[tag[i]] = i;
+    }
+    // the node an atom belongs to: its own, or with owner mapping the local atom a ghost images
+    const auto owner = [&](int j) -> int {
+        if (!owner_mapping_ || j < nlocal) return j;
+        const tagint t = tag[j];
+        const int o = t >= 0 && static_cast<size_t>(t) < local_of_tag_.size() ? local_of_tag_[t] : -1;
+        if (o < 0) error->one(FLERR, "pair_style symprobe: ghost atom with ID {} images no local atom", t);
+        return o;
+    };
 
     // graph nodes: atoms of this style's types, local ones first (they carry the energy)
     node_of_.assign(nall, -1);
     atom_of_.clear();
     numbers_.clear();
     int n_local_nodes = 0;
-    for (int i = 0; i < nall; ++i) {
+    for (int i = 0; i < (owner_mapping_ ? nlocal : nall); ++i) {
         if (type_numbers_[type[i]] <= 0) continue;
         node_of_[i] = static_cast<int64_t>(atom_of_.size());
         atom_of_.push_back(i);
@@ -182,11 +213,12 @@ void PairSymprobe::compute(int eflag, int vflag) {
         const int* jlist = list->firstneigh[i];
         for (int jj = 0; jj < list->numneigh[i]; ++jj) {
             const int j = jlist[jj] & NEIGHMASK;
-            if (node_of_[j] < 0) continue;
             const double d[3] = {x[j][0] - x[i][0], x[j][1] - x[i][1], x[j][2] - x[i][2]};
             if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] >= rc2) continue;
+            const int64_t node = node_of_[owner(j)];
+            if (node < 0) continue;
             centers_.push_back(node_of_[i]);
-            neighbors_.push_back(node_of_[j]);
+            neighbors_.push_back(node);
             vectors_.insert(vectors_.end(), d, d + 3);
         }
     }

@@ -37,6 +37,8 @@ private:
     double energy_factor_ = 1.0;         // LAMMPS energy units per eV
     double model_cutoff_ = 0.0;          // Angstrom
     double range_ = 0.0;                 // interaction range, Angstrom
+    bool owner_mapping_ = false;         // one rank: ghosts mapped to the local atoms they image
+    std::vector<int> local_of_tag_;      // local index of each atom ID (owner mapping)
     // the graph handed to the core, kept between steps to reuse the memory
     std::vector<int64_t> node_of_, atom_of_, centers_, neighbors_;
     std::vector<int32_t> numbers_;

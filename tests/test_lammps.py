@@ -414,10 +414,12 @@ run 20
         assert float(rows[0][1]) == pytest.approx(ref, rel=1e-10)
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks):
-    """A 2-layer PET (interaction range 2 x cutoff): LAMMPS needs the neighbourhoods of ghost
-    atoms out to the interaction range; energies and forces equal the core's."""
+@pytest.mark.parametrize("ranks,molecules", [(1, 64), (2, 64), (1, 8), (2, 8)])
+def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks, molecules):
+    """A 2-layer PET (interaction range 2 x cutoff): on one rank the ghosts are mapped to the
+    local atoms they image (the periodic graph), on several ranks each rank evaluates its ghost
+    atoms' neighbourhoods out to the interaction range; both give the core's energies, forces
+    and virial, also in a box (6.2 A, 8 molecules) where an atom sees its own images."""
     import torch
     from symprobe.training.pet import PET
     torch.manual_seed(0)
@@ -428,8 +430,11 @@ def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks):
                 head[-1].weight.normal_(0, 0.3)
     path = symprobe.export_model(module, tmp_path / "pet.pt", cutoff=3.0,
                                  interaction_range=module.interaction_range, elements=["H", "O"])
-    atoms = water_box(64, seed=9)
+    atoms = water_box(molecules, seed=9)
     ref, pe, pe_sum, pv, _, forces, _ = compare_with_core(tmp_path, atoms, str(path), ranks=ranks)
+    log = (tmp_path / "screen.txt").read_text()
+    assert ("ghost atoms are mapped to the local atoms they image" in log) == (ranks == 1)
+    assert ("each rank evaluates the neighbourhoods of its ghost atoms" in log) == (ranks > 1)
     assert pe == pytest.approx(ref["energy"], rel=1e-10)
     assert pe_sum == pytest.approx(ref["energy"], rel=1e-10)
     np.testing.assert_allclose(forces, ref["forces"], atol=1e-9 * np.abs(ref["forces"]).max())
