@@ -79,8 +79,6 @@ public:
     // Returns the current list; `rebuilt` tells whether a full search was done.
     const NeighborList& update(const double* positions, int64_t n_atoms, const double* cell,
                                const bool* pbc, bool* rebuilt = nullptr);
-    double cutoff() const { return cutoff_; }
-    double skin() const { return skin_; }
     int64_t n_builds() const { return n_builds_; }
 
 private:
