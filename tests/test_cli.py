@@ -1,5 +1,6 @@
 """The README's main job (`symprobe md`) and the bundled reference models."""
 import os
+import re
 import subprocess
 import sys
 
@@ -22,7 +23,7 @@ def test_md_command_writes_trajectory_and_never_overwrites(tmp_path):
     assert run.returncode == 0, run.stderr
     assert out.read_text() == "user's file\n"
     written = tmp_path / "md-1.xyz"
-    assert f"wrote {written}" in run.stdout
+    assert f"trajectory: {written} (3 frames)" in run.stdout
     frames = ase.io.read(written, index=":")
     assert len(frames) == 3 and len(frames[0]) == 24
     assert "T=" in run.stdout and "Epot=" in run.stdout
@@ -145,3 +146,89 @@ def test_every_front_end_takes_every_option_of_the_core():
     assert model.rotations == "none" and model.seed == 0 and model.skin == 0.0
     calc = symprobe.Calculator("water-reference", **defaults)
     assert calc.model.rotations == "none"
+
+
+def run_md(workdir, *args):
+    cmd = [sys.executable, "-m", "symprobe.cli", "md", "--steps", "400", "--interval", "50",
+           "--threads", "1", *args]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=workdir)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    return run.stdout
+
+
+def report_temperatures(stdout):
+    return [float(m) for m in re.findall(r"^step +\d+ .* T= *([-\d.]+) K", stdout, flags=re.M)]
+
+
+@pytest.fixture(scope="module")
+def default_md(tmp_path_factory):
+    """The main job's defaults (the bundled equilibrated box), shortened to 400 steps."""
+    work = tmp_path_factory.mktemp("md")
+    return work, run_md(work)
+
+
+def test_default_md_starts_in_equilibrium(default_md, tmp_path):
+    """From the bundled equilibrated box the temperature stays within ~3 standard deviations of
+    the thermostat's natural fluctuation (T sqrt(2/3N) = 18 K at 192 atoms) from the first
+    report on; the generated lattice box (the start before) breaks that bound."""
+    work, stdout = default_md
+    assert "equilibrated at 300 K by water-pet" in stdout
+    temperatures = report_temperatures(stdout)
+    assert len(temperatures) == 9
+    assert max(abs(t - 300.0) for t in temperatures[1:]) < 60.0, temperatures
+    lattice = tmp_path / "lattice.xyz"
+    ase.io.write(lattice, water_box(64, seed=0))
+    broken = report_temperatures(run_md(tmp_path, "--structure", str(lattice), "--steps", "100"))
+    assert max(abs(t - 300.0) for t in broken[1:]) > 60.0, broken
+
+
+def test_md_summary_equals_the_trajectory(default_md):
+    """Every number of the closing summary is recomputed from the written trajectory."""
+    work, stdout = default_md
+    assert "columns: step; t: simulated time (ps)" in stdout  # the legend
+    frames = ase.io.read(work / "md.xyz", index=":")
+    assert len(frames) == 9 and f"trajectory: md.xyz (9 frames)" in stdout
+    summary = stdout[stdout.index("summary:"):]
+    assert "0.200 ps simulated (400 steps of 0.5 fs)" in summary
+    temperatures = np.array([a.get_temperature() for a in frames[1:]])
+    mean, std, count = re.search(r"temperature: mean ([\d.]+) K, std ([\d.]+) K over (\d+) reports",
+                                 summary).groups()
+    assert float(mean) == pytest.approx(temperatures.mean(), abs=0.051)
+    assert float(std) == pytest.approx(temperatures.std(), abs=0.051)
+    assert int(count) == 8
+    torque, spread = re.search(r"mean \|torque\| ([\d.e+-]+) eV, mean dE_inv ([\d.]+) meV", summary).groups()
+    torques = [np.linalg.norm(a.info["net_torque_eV"]) for a in frames]
+    assert float(torque) == pytest.approx(np.mean(torques), rel=1e-3)
+    spreads = [a.info["inversion_spread_eV"] for a in frames]
+    assert float(spread) == pytest.approx(1e3 * np.mean(spreads), abs=5e-4)
+    assert min(spreads) > 0  # water-pet is not invariant under inversion
+    # dE_inv is |E(x) - E(-x)| of the written frame
+    model = symprobe.load_model("water-pet")
+    last = frames[-1]
+    e = [model.compute(sign * last.positions, last.numbers, sign * last.cell.array, True)["energy"]
+         for sign in (1, -1)]
+    assert last.info["inversion_spread_eV"] == pytest.approx(abs(e[0] - e[1]), abs=1e-5)
+    assert "not defined (the Langevin thermostat exchanges heat)" in summary
+    assert re.search(r"speed: [\d.]+ steps/s, \d+ atom-steps/s", summary)
+    assert "symprobe md --rotations grid 2 --inversion --steps 200" in stdout
+
+
+def test_md_nve_summary_reports_the_drift(tmp_path):
+    out = run_md(tmp_path, "--molecules", "8", "--model", "water-reference", "--thermostat", "none",
+                 "--steps", "100", "--interval", "20", "--timestep", "0.25")
+    frames = ase.io.read(tmp_path / "md.xyz", index=":")
+    times = np.array([a.info["time_ps"] for a in frames])
+    etot = np.array([a.get_potential_energy() + a.get_kinetic_energy() for a in frames])
+    drift = np.polyfit(times, etot, 1)[0] / 24
+    got = float(re.search(r"conserved energy drift: ([-+\d.]+) meV/atom/ps", out).group(1))
+    assert got == pytest.approx(1e3 * drift, abs=1e-3)
+
+
+def test_md_never_modifies_the_given_structure(tmp_path):
+    start = tmp_path / "start.xyz"
+    atoms = water_box(8, seed=3)
+    ase.io.write(start, atoms)
+    before = start.read_bytes()
+    run_md(tmp_path, "--structure", str(start), "--model", "water-reference", "--steps", "20",
+           "--interval", "10")
+    assert start.read_bytes() == before

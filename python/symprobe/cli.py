@@ -17,7 +17,18 @@ def _free_path(path: str) -> str:
     return f"{root}-{k}{ext}"
 
 
+LEGEND = (
+    "columns: step; t: simulated time (ps); Epot, Etot: potential and total energy (eV); T: "
+    "temperature (K);\n"
+    "  |torque|: norm of the net torque sum_i x_i x F_i (eV) and dE_inv: |E(x) - E(-x)|, the "
+    "energy change when the structure is inverted (meV),\n"
+    "  both zero for an exactly O(3)-invariant model: they measure the model's broken symmetry"
+    "{rotations}")
+
+
 def md(args) -> int:
+    import time
+
     import ase.io
     import numpy as np
     from ase import units
@@ -27,20 +38,27 @@ def md(args) -> int:
     from tqdm import tqdm
 
     from .calculator import Calculator
-    from .runtime import options_from_arguments
-    from .water import water_box
+    from .runtime import load_model, options_from_arguments
+    from .water import EQUILIBRATED_BOX, equilibrated_box, water_box
 
     options = options_from_arguments(args)
     calc = Calculator(args.model, **options)
     seed = calc.model.seed  # one seed: rotations, velocities, thermostat and generated box
     if args.structure:
-        atoms = ase.io.read(args.structure, index=0)
+        atoms = ase.io.read(args.structure, index=0)  # the file is only read
         source = args.structure
+    elif args.molecules == 64:
+        atoms = equilibrated_box()
+        source = f"64 water molecules equilibrated at 300 K by water-pet ({EQUILIBRATED_BOX})"
     else:
         atoms = water_box(args.molecules, seed=seed)
-        source = f"generated box of {args.molecules} water molecules"
+        source = (f"lattice box of {args.molecules} water molecules (not equilibrated: expect "
+                  f"the temperature to overshoot in the first 0.1 ps)")
     calc.model.check_numbers(atoms.numbers)
     atoms.calc = calc
+    # the inversion pair {x, -x}: the cheapest rotation set that sees a broken symmetry
+    probe = load_model(args.model, rotations="grid 1", inversion=True,
+                       **{k: v for k, v in options.items() if k in ("threads", "device")})
     # thermalize_momenta replaces MaxwellBoltzmannDistribution from ASE 3.28 on
     thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
     thermalize(atoms, temperature_K=args.temperature, rng=np.random.default_rng(seed))
@@ -52,33 +70,86 @@ def md(args) -> int:
     else:
         dyn = VelocityVerlet(atoms, args.timestep * units.fs)
     output = _free_path(args.output)
-    print(f"symprobe md: {source}, {len(atoms)} atoms, model {atoms.calc.model.path}, "
-          f"rotations {atoms.calc.model.rotations}")
+    grid = len(calc.model.rotation_weights) > 1
+    print(f"symprobe md: {source}, {len(atoms)} atoms, model {calc.model.path}, "
+          f"rotations {calc.model.rotations}")
     print(f"  {args.steps} steps of {args.timestep} fs, {args.thermostat} at {args.temperature} K;"
           f" trajectory -> {output} every {args.interval} steps")
+    print(LEGEND.format(rotations="; dE_rot: energy spread (max - min) over the rotations of "
+                                  "the run (meV)" if grid else ""))
+    records = []
 
     def report(step):
         epot = atoms.get_potential_energy()
         ekin = atoms.get_kinetic_energy()
-        torque = np.linalg.norm(atoms.calc.results["net_torque"])
-        spread = (f"  dE_rot={1e3 * atoms.calc.results['energy_spread']:.2f} meV"
-                  if len(atoms.calc.results["rotation_energies"]) > 1 else "")
-        bar.write(f"step {step:7d}  t={step * args.timestep / 1000:8.3f} ps  "
-                  f"Epot={epot:12.4f} eV  Etot={epot + ekin:12.4f} eV  "
-                  f"T={atoms.get_temperature():7.1f} K  |torque|={torque:.3e} eV{spread}")
-        ase.io.write(output, atoms, format="extxyz", append=True)
+        torque = atoms.calc.results["net_torque"]
+        pair = probe.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc,
+                             forces=False, virial=False)
+        record = {"step": step, "time_ps": step * args.timestep / 1000,
+                  "temperature_K": atoms.get_temperature(), "etot_eV": epot + ekin,
+                  "torque_eV": float(np.linalg.norm(torque)),
+                  "inversion_spread_eV": pair["energy_spread"]}
+        records.append(record)
+        spread = f"  dE_rot={1e3 * atoms.calc.results['energy_spread']:8.2f} meV" if grid else ""
+        bar.write(f"step {step:7d}  t={record['time_ps']:8.3f} ps  Epot={epot:12.4f} eV  "
+                  f"Etot={epot + ekin:12.4f} eV  T={record['temperature_K']:7.1f} K  "
+                  f"|torque|={record['torque_eV']:.3e} eV  "
+                  f"dE_inv={1e3 * record['inversion_spread_eV']:8.3f} meV{spread}")
+        frame = atoms.copy()
+        frame.calc = atoms.calc
+        frame.info.update({"step": step, "time_ps": record["time_ps"],
+                           "net_torque_eV": np.asarray(torque, float),
+                           "inversion_spread_eV": record["inversion_spread_eV"]})
+        ase.io.write(output, frame, format="extxyz", append=True)
 
+    wall = 0.0
     with tqdm(total=args.steps, unit="step", file=sys.stdout, dynamic_ncols=True) as bar:
         report(0)
         done = 0
         while done < args.steps:
             n = min(args.interval, args.steps - done)
+            started = time.perf_counter()
             dyn.run(n)
+            wall += time.perf_counter() - started
             done += n
             bar.update(n)
             report(done)
-    print(f"wrote {output}")
+    summarize(records, args, len(atoms), wall, output)
     return 0
+
+
+def summarize(records, args, n_atoms, wall, output) -> None:
+    """The closing summary: what the run did and measured, and what to run next."""
+    import numpy as np
+
+    later = records[1:] or records  # the start is set, not simulated
+    temperatures = np.array([r["temperature_K"] for r in later])
+    steps = records[-1]["step"]
+    print(f"summary: {records[-1]['time_ps']:.3f} ps simulated ({steps} steps of {args.timestep} fs), "
+          f"{args.thermostat} at {args.temperature} K")
+    print(f"  temperature: mean {temperatures.mean():.1f} K, std {temperatures.std():.1f} K "
+          f"over {len(later)} reports after the start")
+    if args.thermostat == "none" and len(records) > 2:
+        times = np.array([r["time_ps"] for r in records])
+        etot = np.array([r["etot_eV"] for r in records])
+        drift = np.polyfit(times, etot, 1)[0] / n_atoms
+        print(f"  conserved energy drift: {1e3 * drift:+.3f} meV/atom/ps (linear fit of Etot)")
+    elif args.thermostat != "none":
+        print("  conserved energy drift: not defined (the Langevin thermostat exchanges heat)")
+    torques = np.array([r["torque_eV"] for r in records])
+    spreads = np.array([r["inversion_spread_eV"] for r in records])
+    print(f"  broken symmetry: mean |torque| {torques.mean():.3e} eV, mean dE_inv "
+          f"{1e3 * spreads.mean():.3f} meV over {len(records)} reports")
+    if wall > 0:
+        print(f"  speed: {steps / wall:.2f} steps/s, {steps * n_atoms / wall:.0f} atom-steps/s "
+              f"({wall:.1f} s of dynamics)")
+    print(f"  trajectory: {output} ({len(records)} frames)")
+    print("next:")
+    print("  symprobe md --rotations grid 2 --inversion --steps 200   # averaged over 36 rotations "
+          "(36 model copies per step; docs/symmetrization.md)")
+    print("  cd examples/lammps && lmp -in in.water                   # LAMMPS (docs/lammps.md)")
+    print("  cd examples/ipi/classical                                # i-PI and symprobe-ipi "
+          "(docs/ipi.md)")
 
 
 def main(argv=None) -> int:
@@ -89,8 +160,11 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("md", help="molecular dynamics with a symprobe model (ASE)")
     p.add_argument("--model", default=DEFAULT, help="model file or bundled model name")
-    p.add_argument("--structure", help="start structure (any ASE format); default: a water box")
-    p.add_argument("--molecules", type=int, default=64, help="molecules in the generated box")
+    p.add_argument("--structure", help="start structure (any ASE format; only read); default: 64 "
+                        "water molecules equilibrated at 300 K by water-pet")
+    p.add_argument("--molecules", type=int, default=64,
+                   help="without --structure: 64 starts from the bundled box equilibrated at 300 K; "
+                        "another number generates a lattice box (not equilibrated)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--timestep", type=float, default=0.5, help="fs")
     p.add_argument("--temperature", type=float, default=300.0, help="K")

@@ -1,7 +1,10 @@
-"""Water structures: generated boxes for examples and tests."""
+"""Water: structures (generated lattice boxes, the equilibrated start box of `symprobe md`),
+analysis (`symprobe.water.analysis`) and the analytic reference models
+(`symprobe.water.reference`)."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from ase import Atoms
@@ -9,6 +12,15 @@ from scipy.spatial.transform import Rotation
 
 WATER_MASS_AMU = 18.01528
 AVOGADRO = 6.02214076e23
+# 64 molecules equilibrated at 300 K by the bundled water-pet (tools/equilibrate_water_box.py)
+EQUILIBRATED_BOX = "symprobe/water/water-64-300K.xyz"
+
+
+def equilibrated_box() -> Atoms:
+    """The start structure of `symprobe md`: 64 water molecules equilibrated at 300 K by the
+    bundled model (positions and cell; how it was made is in its info)."""
+    import ase.io
+    return ase.io.read(os.path.join(os.path.dirname(__file__), os.path.basename(EQUILIBRATED_BOX)))
 
 
 def water_box(n_molecules: int = 64, density: float = 0.997, seed: int = 0,
