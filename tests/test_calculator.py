@@ -17,9 +17,11 @@ def test_ase_round_trip(invariant_model, orientation_model):
     for model in (invariant_model, orientation_model):
         atoms.calc = symprobe.Calculator(model)
         direct = model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True, energies=True)
-        assert atoms.get_potential_energy() == pytest.approx(direct["energy"], rel=1e-14)
+        # torch's multi-threaded reductions may split a model's first evaluation differently
+        # (seen: 7e-12 relative with 2 threads, never with 1): agreement to rounding, not bits
+        assert atoms.get_potential_energy() == pytest.approx(direct["energy"], rel=1e-10)
         assert atoms.get_potential_energy(force_consistent=True) == atoms.get_potential_energy()
-        np.testing.assert_allclose(atoms.get_forces(), direct["forces"], rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(atoms.get_forces(), direct["forces"], rtol=1e-9, atol=1e-10)
         np.testing.assert_allclose(atoms.get_potential_energies(), direct["energies"])
         # ASE's own finite differences of the energy
         np.testing.assert_allclose(calculate_numerical_forces(atoms, eps=1e-5),
