@@ -9,6 +9,7 @@
 #include <torch/script.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <mutex>
 #include <optional>
@@ -52,6 +53,7 @@ struct Model::Impl {
     VerletList verlet;
     std::vector<bool> allowed;  // allowed[Z]
     std::optional<detail::Symmetrizer> symmetrizer;
+    detail::BatchTuner batch_tuner;  // structures per model call when options.batch = 0
     uint64_t rotation_step = 0;  // the step of requests without one (random modes)
     std::mutex mutex;            // a Model has state (Verlet list, step counter, chunk tuner)
 
@@ -298,6 +300,9 @@ void Model::set_rotation_step(uint64_t step) {
 }
 const std::vector<double>& Model::rotation_weights() const { return impl_->symmetrizer->weights(); }
 int64_t Model::rotation_chunk() const { return impl_->symmetrizer->chunk(); }
+int64_t Model::structure_batch() const {
+    return impl_->options.batch > 0 ? impl_->options.batch : impl_->batch_tuner.tuned();
+}
 
 Results Model::compute(const double* positions, const int32_t* numbers, int64_t n_atoms,
                        const double* cell, const bool* pbc, const Request& request) {
@@ -319,41 +324,64 @@ Results Model::compute(const double* positions, const int32_t* numbers, int64_t 
 std::vector<Results> Model::compute_batch(const std::vector<System>& systems, const Request& request) {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     if (systems.empty()) throw Error(Error::InvalidInput, "empty batch: no structures to evaluate");
-    // one graph made of every structure's neighbour list: one model call per rotation chunk
-    std::vector<int32_t> numbers;
-    std::vector<int64_t> centers, neighbors;
-    std::vector<double> vectors;
-    std::vector<detail::Part> parts;
     NeighborOptions options;
     options.cutoff = impl_->metadata.cutoff;
     options.threads = std::max(1, impl_->options.threads);
-    NeighborList nl;
+    std::vector<NeighborList> lists(systems.size());
+    int64_t total_edges = 0;
     for (size_t s = 0; s < systems.size(); ++s) {
         const System& sys = systems[s];
         if (sys.n_atoms <= 0) {
             throw Error(Error::InvalidInput, "structure " + std::to_string(s) + " of the batch is empty");
         }
         impl_->check_numbers(sys.numbers, sys.n_atoms);
-        compute_neighbors(sys.positions, sys.n_atoms, sys.cell, sys.pbc, options, nl);
-        const int64_t offset = static_cast<int64_t>(numbers.size());
-        parts.push_back({offset, sys.n_atoms, sys.n_atoms, static_cast<int64_t>(centers.size()),
-                         static_cast<int64_t>(nl.size())});
-        numbers.insert(numbers.end(), sys.numbers, sys.numbers + sys.n_atoms);
-        for (size_t e = 0; e < nl.size(); ++e) {
-            centers.push_back(nl.centers[e] + offset);
-            neighbors.push_back(nl.neighbors[e] + offset);
-        }
-        vectors.insert(vectors.end(), nl.vectors.begin(), nl.vectors.end());
+        compute_neighbors(sys.positions, sys.n_atoms, sys.cell, sys.pbc, options, lists[s]);
+        total_edges += static_cast<int64_t>(lists[s].size());
     }
-    Graph g;
-    g.numbers = numbers.data();
-    g.n_nodes = static_cast<int64_t>(numbers.size());
-    g.n_energy_nodes = g.n_nodes;
-    g.centers = centers.data();
-    g.neighbors = neighbors.data();
-    g.vectors = vectors.data();
-    g.n_edges = static_cast<int64_t>(centers.size());
-    return impl_->evaluate(g, parts, request);
+    // one step for the whole batch: every structure gets this evaluation's rotations
+    Request step_request = request;
+    if (step_request.step < 0) step_request.step = static_cast<int64_t>(impl_->rotation_step);
+    const int64_t n = static_cast<int64_t>(systems.size());
+    const bool tuning = n > 1 && impl_->options.batch == 0;
+    const int64_t group = tuning ? impl_->batch_tuner.choose(total_edges / n, n)
+                                 : std::min<int64_t>(n, std::max(1, impl_->options.batch));
+    const auto started = std::chrono::steady_clock::now();
+    std::vector<Results> results;
+    for (int64_t first = 0; first < n; first += group) {
+        // the structures of this group as one graph: one model call per rotation chunk
+        std::vector<int32_t> numbers;
+        std::vector<int64_t> centers, neighbors;
+        std::vector<double> vectors;
+        std::vector<detail::Part> parts;
+        for (int64_t s = first; s < std::min(n, first + group); ++s) {
+            const System& sys = systems[s];
+            const NeighborList& nl = lists[s];
+            const int64_t offset = static_cast<int64_t>(numbers.size());
+            parts.push_back({offset, sys.n_atoms, sys.n_atoms, static_cast<int64_t>(centers.size()),
+                             static_cast<int64_t>(nl.size())});
+            numbers.insert(numbers.end(), sys.numbers, sys.numbers + sys.n_atoms);
+            for (size_t e = 0; e < nl.size(); ++e) {
+                centers.push_back(nl.centers[e] + offset);
+                neighbors.push_back(nl.neighbors[e] + offset);
+            }
+            vectors.insert(vectors.end(), nl.vectors.begin(), nl.vectors.end());
+        }
+        Graph g;
+        g.numbers = numbers.data();
+        g.n_nodes = static_cast<int64_t>(numbers.size());
+        g.n_energy_nodes = g.n_nodes;
+        g.centers = centers.data();
+        g.neighbors = neighbors.data();
+        g.vectors = vectors.data();
+        g.n_edges = static_cast<int64_t>(centers.size());
+        for (Results& r : impl_->evaluate(g, parts, step_request)) results.push_back(std::move(r));
+    }
+    if (tuning) {
+        std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+        impl_->batch_tuner.record(group, n, n, took.count());
+    }
+    if (request.step < 0 && impl_->options.rotations.random()) impl_->rotation_step++;
+    return results;
 }
 
 Results Model::compute_graph(const Graph& g, const Request& request) {

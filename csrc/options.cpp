@@ -63,6 +63,8 @@ const std::vector<OptionInfo>& option_table() {
         {"randomize", "yes|no", "no", true, "grids: a random orientation of the whole grid per step"},
         {"seed", "S", "0", false, "random rotations of step k depend only on (seed, k); S >= 0"},
         {"chunk", "N", "0", false, "rotated copies per batched model call (0 = automatic)"},
+        {"batch", "N", "0", false,
+         "structures per model call in a batch (i-PI beads; 0 = automatic)"},
         {"skin", "D", "0", false, "Verlet skin in Angstrom (0 = rebuild the neighbour list every call)"},
         {"threads", "N", "0", false, "torch and neighbour-search threads (0 = keep torch's setting)"},
         {"device", "cpu|cuda[:N]", "cpu", false, "where the model runs"},
@@ -112,6 +114,8 @@ ModelOptions ModelOptions::parse(const std::vector<std::string>& tokens) {
             rot.seed = count(key, value, ~0ULL, "a non-negative integer (0 to 2^64-1)");
         } else if (key == "chunk") {
             rot.chunk = static_cast<int>(count(key, value, 1u << 30, "a non-negative integer (0 = automatic)"));
+        } else if (key == "batch") {
+            out.batch = static_cast<int>(count(key, value, 1u << 30, "a non-negative integer (0 = automatic)"));
         } else if (key == "skin") {
             out.skin = length(key, value);
         } else if (key == "threads") {

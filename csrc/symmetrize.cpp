@@ -51,8 +51,7 @@ const torch::Tensor& Symmetrizer::matrices(uint64_t step) {
 }
 
 int64_t Symmetrizer::chunk() const {
-    if (options_.chunk > 0) return options_.chunk;
-    return tuner_.best > 0 ? last_chunk_ : 0;
+    return options_.chunk > 0 ? options_.chunk : tuner_.tuned();
 }
 
 torch::Tensor Symmetrizer::gradient_of(const torch::Tensor& total, const torch::Tensor& input) const {
@@ -64,34 +63,32 @@ torch::Tensor Symmetrizer::gradient_of(const torch::Tensor& total, const torch::
     }
 }
 
-int64_t Symmetrizer::choose_chunk(int64_t n_edges, int64_t n_rot) {
-    const int64_t cap = chunk_cap(n_edges, n_rot);
-    if (options_.chunk > 0) return options_.chunk;
-    if (tuner_.edges < 0 || n_edges > 2 * tuner_.edges || 2 * n_edges < tuner_.edges) {
-        tuner_ = Tuner();
-        tuner_.edges = n_edges;
+int64_t BatchTuner::choose(int64_t edges_per_item, int64_t cap) {
+    if (edges_ < 0 || edges_per_item > 2 * edges_ || 2 * edges_per_item < edges_) {
+        *this = BatchTuner();
+        edges_ = edges_per_item;
     }
-    return std::min(cap, tuner_.best > 0 ? tuner_.best : tuner_.trying);
+    last_ = std::min(cap, best_ > 0 ? best_ : trying_);
+    return last_;
 }
 
-void Symmetrizer::record_chunk_time(int64_t chunk, int64_t n_edges, int64_t n_rot, double seconds) {
-    if (options_.chunk > 0 || tuner_.best > 0) return;
-    if (!tuner_.warm) {
-        tuner_.warm = true;
+void BatchTuner::record(int64_t size, int64_t cap, int64_t items, double seconds) {
+    if (best_ > 0) return;
+    if (!warm_) {
+        warm_ = true;
         return;
     }
-    const int64_t cap = chunk_cap(n_edges, n_rot);
-    const double per_rotation = seconds / static_cast<double>(n_rot);
-    if (per_rotation < tuner_.best_time) {
-        tuner_.best_time = per_rotation;
-        tuner_.best_chunk = chunk;
-        if (chunk >= cap) {
-            tuner_.best = chunk;
+    const double per_item = seconds / static_cast<double>(items);
+    if (per_item < best_time_) {
+        best_time_ = per_item;
+        best_size_ = size;
+        if (size >= cap) {
+            best_ = size;
         } else {
-            tuner_.trying = std::min(2 * chunk, cap);
+            trying_ = std::min(2 * size, cap);
         }
     } else {
-        tuner_.best = tuner_.best_chunk;  // the last size measured faster
+        best_ = best_size_;  // the last size measured faster
     }
 }
 
@@ -123,8 +120,9 @@ Symmetrized Symmetrizer::evaluate(const DeviceGraph& g, const std::vector<Part>&
         mean_forces = torch::zeros({n, 3}, f64);
         force_square = torch::zeros({n}, f64);  // sum_k w_k |F_k - F_ref|^2 per atom
     }
-    const int64_t chunk = n_rot > 1 ? choose_chunk(n_edges, n_rot) : 1;
-    last_chunk_ = chunk;
+    const int64_t cap = chunk_cap(n_edges, n_rot);
+    const bool tuning = n_rot > 1 && options_.chunk == 0;
+    const int64_t chunk = n_rot == 1 ? 1 : tuning ? tuner_.choose(n_edges, cap) : options_.chunk;
     const auto started = std::chrono::steady_clock::now();
     for (int64_t k0 = 0; k0 < n_rot; k0 += chunk) {
         const int64_t c = std::min(chunk, n_rot - k0);
@@ -178,9 +176,9 @@ Symmetrized Symmetrizer::evaluate(const DeviceGraph& g, const std::vector<Part>&
             out.forces_rms_spread.push_back(std::sqrt(std::max(0.0, s) / (3.0 * m)));
         }
     }
-    if (n_rot > 1) {  // timed after the copies above, which wait for the device
+    if (tuning) {  // timed after the copies above, which wait for the device
         std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
-        record_chunk_time(chunk, n_edges, n_rot, took.count());
+        tuner_.record(chunk, cap, n_rot, took.count());
     }
     return out;
 }

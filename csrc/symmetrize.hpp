@@ -30,6 +30,30 @@ struct DeviceGraph {
 using ModelCall = std::function<torch::Tensor(const torch::Tensor& species, const torch::Tensor& centers,
                                               const torch::Tensor& neighbors, const torch::Tensor& vectors)>;
 
+// How many items (rotated copies, structures) go into one model call. Batching amortises
+// per-call overhead but large batches fall out of cache (a PET-size model was 2x slower with 36
+// copies than with one), so the best size depends on model, system and machine: the first call
+// is a warm-up and not timed, then 1, 2, 4, ... items per call are tried and the fastest per
+// item is kept; re-tuned when the workload (edges per item) changes by more than 2x.
+class BatchTuner {
+public:
+    // The size for the next call: at most `cap` items.
+    int64_t choose(int64_t edges_per_item, int64_t cap);
+    // The wall time of a call made with choose()'s size, for `items` items in all.
+    void record(int64_t size, int64_t cap, int64_t items, double seconds);
+    // The tuned size, 0 while tuning.
+    int64_t tuned() const { return best_ > 0 ? last_ : 0; }
+
+private:
+    int64_t edges_ = -1;      // workload the tuning is for
+    int64_t best_ = 0;        // 0 while tuning
+    double best_time_ = INFINITY;
+    int64_t best_size_ = 1;   // fastest size measured so far
+    int64_t trying_ = 1;
+    bool warm_ = false;
+    int64_t last_ = 0;        // size of the last call
+};
+
 // What the stage returns, on the CPU, in float64.
 struct Symmetrized {
     torch::Tensor copy_energies;      // [G, parts] eV, energy of every rotated copy
@@ -57,8 +81,6 @@ private:
     // The rotation matrices of `step` on the device: cached unless they depend on the step.
     const torch::Tensor& matrices(uint64_t step);
     torch::Tensor gradient_of(const torch::Tensor& total, const torch::Tensor& input) const;
-    int64_t choose_chunk(int64_t n_edges, int64_t n_rot);
-    void record_chunk_time(int64_t chunk, int64_t n_edges, int64_t n_rot, double seconds);
 
     RotationOptions options_;
     torch::Device device_;
@@ -69,19 +91,8 @@ private:
     torch::Tensor matrices_;        // [G, 3, 3] float64 on the device
     uint64_t matrices_step_ = 0;    // step of matrices_ in random modes
 
-    // Rotations per model call when the user left chunk = 0. Batching amortises per-call
-    // overhead but large batches fall out of cache (a PET-size model was 2x slower with 36
-    // copies than with one), so the first evaluations try 1, 2, 4, ... rotations per call and
-    // keep the fastest per rotation; re-tuned when the number of edges changes by over 2x.
-    struct Tuner {
-        int64_t edges = -1;       // system size the tuning is for
-        int64_t best = 0;         // 0 while tuning
-        double best_time = INFINITY;
-        int64_t best_chunk = 1;   // fastest size measured so far
-        int64_t trying = 1;
-        bool warm = false;        // the first evaluation (TorchScript warm-up) is not timed
-    } tuner_;
-    int64_t last_chunk_ = 0;
+    // rotations per model call when the user left chunk = 0
+    BatchTuner tuner_;
 };
 
 }  // namespace detail

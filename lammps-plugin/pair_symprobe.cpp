@@ -69,6 +69,11 @@ void PairSymprobe::load() {
             error->all(FLERR, "pair_style symprobe: skin is not a pair_style option: LAMMPS's "
                               "`neighbor` command sets the skin of the neighbour list");
         }
+        if (tokens[k] == "batch") {
+            error->all(FLERR, "pair_style symprobe: batch is not a pair_style option: it sets "
+                              "the structures per model call of a batch (i-PI beads); LAMMPS "
+                              "evaluates one structure per rank");
+        }
         if (tokens[k] == "rotations" && k + 2 < tokens.size() &&
             (tokens[k + 1] == "grid" || tokens[k + 1] == "lebedev")) {
             ++k;  // the order

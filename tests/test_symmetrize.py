@@ -335,3 +335,31 @@ def test_cuda_equals_cpu(reference_path, box, options):
         assert gpu[key] == pytest.approx(cpu[key], rel=1e-10, abs=1e-12), key
     for key in ("forces", "virial", "energies", "rotation_energies"):
         np.testing.assert_allclose(gpu[key], cpu[key], rtol=1e-10, atol=1e-10, err_msg=key)
+
+
+@pytest.mark.parametrize("batch", [0, 1, 2, 3, 5])
+def test_batches_give_the_same_results_whatever_the_structures_per_call(reference_path, batch):
+    """compute_batch evaluates `batch` structures per model call (0: tuned); the results equal
+    separate evaluations, every structure of a batch gets the step's random rotation, and the
+    model's counter advances once per batch."""
+    path = reference_path("water-orientation")
+    structures = [water_box(8, seed=s) for s in range(5)]
+    model = symprobe.load_model(path, rotations="random", seed=8, batch=batch)
+    single = symprobe.load_model(path, rotations="random", seed=8)
+    for call in range(6):  # enough calls for the automatic choice to settle
+        got = model.compute_batch([a.positions for a in structures], structures[0].numbers,
+                                  [a.cell.array for a in structures], True)
+        assert model.rotation_step == call + 1
+        for atoms, r in zip(structures, got):
+            ref = single.compute(atoms.positions, atoms.numbers, atoms.cell.array, True, step=call)
+            assert r["energy"] == pytest.approx(ref["energy"], rel=1e-10)
+            np.testing.assert_allclose(r["forces"], ref["forces"], atol=1e-10)
+    if batch:
+        assert model.batch == batch
+    else:
+        assert model.batch in (1, 2, 4, 5)  # tuned: 1, 2, 4, ... capped at the batch's size
+
+
+def test_bad_batch_option(reference_path):
+    with pytest.raises(ValueError, match="batch must be a non-negative integer"):
+        symprobe.load_model(reference_path("water-orientation"), batch=-1)

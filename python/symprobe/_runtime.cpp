@@ -201,6 +201,7 @@ PYBIND11_MODULE(_runtime, m) {
         .def_property("rotation_step", &symprobe::Model::rotation_step,
                       &symprobe::Model::set_rotation_step)
         .def_property_readonly("chunk", &symprobe::Model::rotation_chunk)
+        .def_property_readonly("batch", &symprobe::Model::structure_batch)
         .def_property_readonly("rotation_weights", [](const symprobe::Model& m) {
             const auto& w = m.rotation_weights();
             return to_array(w, {static_cast<py::ssize_t>(w.size())});

@@ -121,6 +121,7 @@ struct ModelOptions {
     std::string device = "cpu";  // "cpu" or "cuda[:N]"
     int threads = 0;             // torch intra-op threads and neighbour-search threads; 0 = keep
     double skin = 0.0;           // Verlet skin, Angstrom (0 = rebuild the list every call)
+    int batch = 0;               // structures per model call in compute_batch; 0 = automatic
     RotationOptions rotations;   // symmetrisation of every evaluation
 
     // Parses `key value` tokens over the defaults; `rotations` takes one word (none, random) or
@@ -273,8 +274,9 @@ public:
     // Evaluates a graph the caller built; forces are returned for all n_nodes.
     Results compute_graph(const Graph& graph, const Request& request = {});
 
-    // Several independent structures (e.g. path-integral beads) in ONE model call per rotation
-    // chunk; one result per structure. All structures share this evaluation's rotations.
+    // Several independent structures (e.g. path-integral beads), `batch` of them per model call
+    // (per rotation chunk); one result per structure. All structures share this evaluation's
+    // rotations, and the counter of requests without a step advances once per batch.
     std::vector<Results> compute_batch(const std::vector<System>& systems, const Request& request = {});
 
     // Throws Error(InvalidInput) naming the first atom whose element the model lacks; front ends
@@ -290,6 +292,9 @@ public:
     // Rotations per batched model call: the user's chunk, else the automatic choice once its
     // first evaluations have tuned it (0 before).
     int64_t rotation_chunk() const;
+    // Structures per model call in compute_batch: the user's batch, else the automatic choice
+    // once tuned (0 before).
+    int64_t structure_batch() const;
 
 private:
     struct Impl;
