@@ -31,8 +31,9 @@ using ModelCall = std::function<torch::Tensor(const torch::Tensor& species, cons
                                               const torch::Tensor& neighbors, const torch::Tensor& vectors)>;
 
 // How many items (rotated copies, structures) go into one model call. Batching amortises
-// per-call overhead but large batches fall out of cache (a PET-size model was 2x slower with 36
-// copies than with one), so the best size depends on model, system and machine: the first call
+// per-call overhead but large batches fall out of cache (32 water-pet structures in one call
+// were 2.4x slower than one per call, docs/performance.md), so the best size depends on model,
+// system and machine: the first call
 // is a warm-up and not timed, then 1, 2, 4, ... items per call are tried and the fastest per
 // item is kept; re-tuned when the workload (edges per item) changes by more than 2x.
 class BatchTuner {
