@@ -73,7 +73,8 @@ def load_model(path: str | os.PathLike, **options) -> Model:
 
     options (the vocabulary of every front end, docs/symmetrization.md; `option_table()` lists
     them): rotations ("none", "random", "grid L", "lebedev L"), inversion, randomize (bools),
-    seed (>= 0), chunk (rotations per model call, 0 = automatic), skin (Verlet skin, Angstrom;
+    seed (>= 0), chunk (rotations per model call, 0 = automatic), batch (structures per model
+    call in compute_batch, 0 = automatic), skin (Verlet skin, Angstrom;
     0 rebuilds the neighbour list at every call), threads (torch's intra-op threads, set for the
     whole process as torch.set_num_threads does, and neighbour-search threads; 0 keeps torch's
     setting), device ("cpu", "cuda[:N]"). A file that exists always wins over a bundled name.
