@@ -378,7 +378,7 @@ std::vector<Results> Model::compute_batch(const std::vector<System>& systems, co
     }
     if (tuning) {
         std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
-        impl_->batch_tuner.record(group, n, n, took.count());
+        impl_->batch_tuner.record(n, took.count());
     }
     if (request.step < 0 && impl_->options.rotations.random()) impl_->rotation_step++;
     return results;

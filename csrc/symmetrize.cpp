@@ -32,7 +32,6 @@ torch::Tensor matrices_tensor(const RotationSet& set, torch::Device device) {
 Symmetrizer::Symmetrizer(const RotationOptions& options, torch::Device device, torch::Dtype dtype,
                          std::string origin)
     : options_(options), device_(device), dtype_(dtype), origin_(std::move(origin)) {
-    options_.validate();
     RotationSet set = rotation_set(options_, 0);
     double total = 0.0;
     for (double w : set.weights) total += w;
@@ -68,11 +67,12 @@ int64_t BatchTuner::choose(int64_t edges_per_item, int64_t cap) {
         *this = BatchTuner();
         edges_ = edges_per_item;
     }
+    cap_ = cap;
     last_ = std::min(cap, best_ > 0 ? best_ : trying_);
     return last_;
 }
 
-void BatchTuner::record(int64_t size, int64_t cap, int64_t items, double seconds) {
+void BatchTuner::record(int64_t items, double seconds) {
     if (best_ > 0) return;
     if (!warm_) {
         warm_ = true;
@@ -81,11 +81,11 @@ void BatchTuner::record(int64_t size, int64_t cap, int64_t items, double seconds
     const double per_item = seconds / static_cast<double>(items);
     if (per_item < best_time_) {
         best_time_ = per_item;
-        best_size_ = size;
-        if (size >= cap) {
-            best_ = size;
+        best_size_ = last_;
+        if (last_ >= cap_) {
+            best_ = last_;
         } else {
-            trying_ = std::min(2 * size, cap);
+            trying_ = std::min(2 * last_, cap_);
         }
     } else {
         best_ = best_size_;  // the last size measured faster
@@ -120,9 +120,8 @@ Symmetrized Symmetrizer::evaluate(const DeviceGraph& g, const std::vector<Part>&
         mean_forces = torch::zeros({n, 3}, f64);
         force_square = torch::zeros({n}, f64);  // sum_k w_k |F_k - F_ref|^2 per atom
     }
-    const int64_t cap = chunk_cap(n_edges, n_rot);
     const bool tuning = n_rot > 1 && options_.chunk == 0;
-    const int64_t chunk = n_rot == 1 ? 1 : tuning ? tuner_.choose(n_edges, cap) : options_.chunk;
+    const int64_t chunk = n_rot == 1 ? 1 : tuning ? tuner_.choose(n_edges, chunk_cap(n_edges, n_rot)) : options_.chunk;
     const auto started = std::chrono::steady_clock::now();
     for (int64_t k0 = 0; k0 < n_rot; k0 += chunk) {
         const int64_t c = std::min(chunk, n_rot - k0);
@@ -178,7 +177,7 @@ Symmetrized Symmetrizer::evaluate(const DeviceGraph& g, const std::vector<Part>&
     }
     if (tuning) {  // timed after the copies above, which wait for the device
         std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
-        tuner_.record(chunk, cap, n_rot, took.count());
+        tuner_.record(n_rot, took.count());
     }
     return out;
 }

@@ -31,17 +31,17 @@ using ModelCall = std::function<torch::Tensor(const torch::Tensor& species, cons
                                               const torch::Tensor& neighbors, const torch::Tensor& vectors)>;
 
 // How many items (rotated copies, structures) go into one model call. Batching amortises
-// per-call overhead but large batches fall out of cache (32 water-pet structures in one call
-// were 2.4x slower than one per call, docs/performance.md), so the best size depends on model,
-// system and machine: the first call
-// is a warm-up and not timed, then 1, 2, 4, ... items per call are tried and the fastest per
-// item is kept; re-tuned when the workload (edges per item) changes by more than 2x.
+// per-call overhead but large batches can be slower per item (32 water-pet structures in one
+// call took 2.4x the time of one per call, docs/performance.md), so the best size depends on
+// model, system and machine: the first call is a warm-up and not timed, then 1, 2, 4, ... items
+// per call are tried and the fastest per item is kept; re-tuned when the workload (edges per
+// item) changes by more than 2x.
 class BatchTuner {
 public:
     // The size for the next call: at most `cap` items.
     int64_t choose(int64_t edges_per_item, int64_t cap);
-    // The wall time of a call made with choose()'s size, for `items` items in all.
-    void record(int64_t size, int64_t cap, int64_t items, double seconds);
+    // The wall time of the call made with the last choice, for `items` items in all.
+    void record(int64_t items, double seconds);
     // The tuned size, 0 while tuning.
     int64_t tuned() const { return best_ > 0 ? last_ : 0; }
 
@@ -53,6 +53,7 @@ private:
     int64_t trying_ = 1;
     bool warm_ = false;
     int64_t last_ = 0;        // size of the last call
+    int64_t cap_ = 1;         // cap of the last call
 };
 
 // What the stage returns, on the CPU, in float64.
@@ -72,7 +73,6 @@ public:
     Symmetrized evaluate(const DeviceGraph& graph, const std::vector<Part>& parts,
                          const Request& request, uint64_t step, const ModelCall& model);
 
-    const RotationOptions& options() const { return options_; }
     // normalised to sum 1
     const std::vector<double>& weights() const { return weights_; }
     // the user's chunk, or the tuned one (0 while tuning)

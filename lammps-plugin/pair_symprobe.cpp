@@ -33,7 +33,7 @@ PairSymprobe::PairSymprobe(LAMMPS* lmp) : Pair(lmp) {
     restartinfo = 1;
     one_coeff = 1;
     manybody_flag = 1;
-    ghostneigh = 1;  // set per model in load()
+    ghostneigh = 0;  // set in init_style: ghost neighbourhoods for deep models on several ranks
     // a full list with forces on ghosts: the f.r virial would be wrong, tally it explicitly
     no_virial_fdotr_compute = 1;
     centroidstressflag = CENTROID_NOTAVAIL;
@@ -63,32 +63,29 @@ void PairSymprobe::allocate() {
 
 void PairSymprobe::load() {
     // args_: the model, then the core's `key value` options
-    std::vector<std::string> tokens(args_.begin() + 1, args_.end());
-    for (size_t k = 0; k < tokens.size(); k += 2) {
-        if (tokens[k] == "skin") {
-            error->all(FLERR, "pair_style symprobe: skin is not a pair_style option: LAMMPS's "
-                              "`neighbor` command sets the skin of the neighbour list");
-        }
-        if (tokens[k] == "batch") {
-            error->all(FLERR, "pair_style symprobe: batch is not a pair_style option: it sets "
-                              "the structures per model call of a batch (i-PI beads); LAMMPS "
-                              "evaluates one structure per rank");
-        }
-        if (tokens[k] == "rotations" && k + 2 < tokens.size() &&
-            (tokens[k + 1] == "grid" || tokens[k + 1] == "lebedev")) {
-            ++k;  // the order
-        }
+    symprobe::ModelOptions options;
+    try {
+        options = symprobe::ModelOptions::parse({args_.begin() + 1, args_.end()});
+    } catch (const symprobe::Error& e) {
+        error->all(FLERR, "pair_style symprobe: {}", e.what());
+    }
+    // options of the vocabulary that LAMMPS sets itself or never uses
+    if (options.skin != 0.0) {
+        error->all(FLERR, "pair_style symprobe: skin is not a pair_style option: LAMMPS's "
+                          "`neighbor` command sets the skin of the neighbour list");
+    }
+    if (options.batch != 0) {
+        error->all(FLERR, "pair_style symprobe: batch is not a pair_style option: it sets the "
+                          "structures per model call of a batch (i-PI beads); LAMMPS evaluates "
+                          "one structure per rank");
     }
     try {
-        model_ = std::make_unique<symprobe::Model>(args_[0], symprobe::ModelOptions::parse(tokens));
+        model_ = std::make_unique<symprobe::Model>(args_[0], options);
     } catch (const symprobe::Error& e) {
         error->all(FLERR, "pair_style symprobe: {}", e.what());
     }
     model_cutoff_ = model_->metadata().cutoff;
     range_ = model_->metadata().interaction_range;
-    // a single message-passing step needs only the edges of local atoms; deeper models also
-    // need the neighbourhoods of ghost atoms out to the interaction range
-    ghostneigh = range_ > model_cutoff_ ? 1 : 0;
     if (comm->me == 0) {
         utils::logmesg(lmp, "symprobe: model {} (cutoff {} A, interaction range {} A), rotations {}\n",
                        model_->path(), model_cutoff_, range_, model_->options().rotations.describe());

@@ -5,7 +5,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator as _AseCalculator
 from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 
-from .runtime import Model, load_model, option_table
+from .runtime import Model, load_model, take_options
 from .models import DEFAULT
 
 
@@ -33,8 +33,7 @@ class Calculator(_AseCalculator):
         Random rotations: each new geometry is one step of the model's counter
         (`calc.model.rotation_step`); asking for another property of the same geometry re-uses
         the results, so it never draws a second rotation."""
-        names = [o["name"] for o in option_table()]
-        model_options = {k: options.pop(k) for k in names if k in options}
+        model_options = take_options(options)
         self.forces_rms_spread = forces_rms_spread
         super().__init__(**options)
         if isinstance(model, Model):

@@ -20,11 +20,10 @@ class Symprobe_driver(Dummy_driver):
 
         # absolute imports: i-PI loads this file by path, outside the package
         from symprobe import load_model
-        from symprobe.runtime import option_table
+        from symprobe.runtime import take_options
         from symprobe.ipi import AtomicUnitsEvaluator
 
-        names = {o["name"] for o in option_table()}
-        core_options = {k: options.pop(k) for k in list(options) if k in names}
+        core_options = take_options(options)
         if rotation_energies not in ("yes", "no", True, False):
             raise ValueError(f"rotation_energies must be yes or no, got '{rotation_energies}'")
         atoms = ase.io.read(structure, index=0)

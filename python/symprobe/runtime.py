@@ -33,6 +33,13 @@ def option_table() -> list[dict]:
     return _runtime.option_table()
 
 
+def take_options(kwargs: dict) -> dict:
+    """Removes the core's options (by the names of the table) from `kwargs` and returns them;
+    for front ends whose own keywords sit beside them (ASE's Calculator, i-PI's -o)."""
+    names = {o["name"] for o in option_table()}
+    return {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+
+
 def option_tokens(options: dict) -> list[str]:
     """`key value` tokens for the core's option parser: True/False become yes/no and a value
     with spaces ("grid 2") becomes several tokens. The core checks names and values."""
