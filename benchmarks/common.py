@@ -25,6 +25,19 @@ def water_system(n_repeat: int):
     return atoms.repeat((n_repeat,) * 3)
 
 
+def pet_size_model(path) -> int:
+    """Exports an untrained PET-size transformer (d_model 128, 4 message-passing layers x 2
+    transformer blocks, d_ff 512, cutoff 4 A, float32) to `path`; returns its parameter count."""
+    import torch
+    import symprobe
+    from symprobe.training.pet import PET
+    torch.manual_seed(0)
+    module = PET([1, 8], cutoff=4.0, d_model=128, n_heads=4, d_ff=512, n_layers=4, n_blocks=2)
+    symprobe.export_model(module, path, cutoff=4.0, interaction_range=module.interaction_range,
+                          elements=["H", "O"], dtype=torch.float32, overwrite=True)
+    return sum(p.numel() for p in module.parameters())
+
+
 def median_time(fn, repeats: int, warmup: int = 1) -> float:
     """Median wall time of fn() over `repeats` calls, in seconds."""
     for _ in range(warmup):

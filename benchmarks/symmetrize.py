@@ -16,17 +16,7 @@ import sys
 import tempfile
 
 import symprobe
-from common import median_time, water_system, write_json
-
-
-def pet_size_model(path):
-    import torch
-    from symprobe.training.pet import PET
-    torch.manual_seed(0)
-    module = PET([1, 8], cutoff=4.0, d_model=128, n_heads=4, d_ff=512, n_layers=4, n_blocks=2)
-    symprobe.export_model(module, path, cutoff=4.0, interaction_range=module.interaction_range,
-                          elements=["H", "O"], dtype=torch.float32, overwrite=True)
-    return sum(p.numel() for p in module.parameters())
+from common import median_time, pet_size_model, water_system, write_json
 
 
 def child(args):

@@ -6,6 +6,7 @@
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/cuda.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -410,5 +411,7 @@ Results Model::compute_graph(const Graph& g, const Request& request) {
     }
     return impl_->evaluate_one(g, request);
 }
+
+int cuda_device_count() { return static_cast<int>(torch::cuda::device_count()); }
 
 }  // namespace symprobe

@@ -54,6 +54,11 @@ std::string option_names() {
 
 }  // namespace
 
+std::string device_for_local_rank(const std::string& device, int local_rank, int n_devices) {
+    if (device != "cuda" || n_devices <= 0 || local_rank < 0) return device;
+    return "cuda:" + std::to_string(local_rank % n_devices);
+}
+
 const std::vector<OptionInfo>& option_table() {
     static const std::vector<OptionInfo> table{
         {"rotations", "none|random|grid L|lebedev L", "none", false,

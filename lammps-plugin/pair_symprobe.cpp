@@ -79,6 +79,20 @@ void PairSymprobe::load() {
                           "structures per model call of a batch (i-PI beads); LAMMPS evaluates "
                           "one structure per rank");
     }
+    if (options.device == "cuda") {  // each rank takes the GPU of its node-local rank
+        MPI_Comm node;
+        MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
+        int local_rank = 0, local_ranks = 1;
+        MPI_Comm_rank(node, &local_rank);
+        MPI_Comm_size(node, &local_ranks);
+        MPI_Comm_free(&node);
+        const int gpus = symprobe::cuda_device_count();
+        options.device = symprobe::device_for_local_rank(options.device, local_rank, gpus);
+        if (comm->me == 0 && gpus > 0) {
+            utils::logmesg(lmp, "symprobe: device cuda: {} rank(s) on this node share {} GPU(s), "
+                                "node-local rank r uses cuda:(r mod {})\n", local_ranks, gpus, gpus);
+        }
+    }
     try {
         model_ = std::make_unique<symprobe::Model>(args_[0], options);
     } catch (const symprobe::Error& e) {
@@ -145,29 +159,35 @@ void PairSymprobe::init_style() {
     for (int t = 1; t <= atom->ntypes; ++t) {
         if (type_numbers_[t] == UNSET_TYPE) error->all(FLERR, "pair_style symprobe: atom type {} has no element", t);
     }
-    // One rank: every ghost is a periodic image of a local atom, so the local atoms with the
-    // ghosts' image vectors form the exact periodic graph. Ghosts never become nodes, and a
-    // message-passing model needs no ghost neighbourhoods (several ranks do: each rank then
-    // evaluates its atoms' neighbourhoods out to the interaction range).
-    owner_mapping_ = comm->nprocs == 1 && atom->tag_enable;
-    ghostneigh = !owner_mapping_ && range_ > model_cutoff_ ? 1 : 0;
+    // Ghost atoms are merged by atom ID into one graph node per atom, so the model sees each
+    // atom once (on one rank the local atoms with the ghosts' image vectors are the exact
+    // periodic graph). On several ranks a model of depth L needs the neighbourhoods of remote
+    // atoms up to L-1 hops from the local ones: ghosts out to the interaction range, with
+    // neighbour lists of their own.
+    merge_by_id_ = atom->tag_enable != 0;
+    const int depth = static_cast<int>(std::ceil(range_ / model_cutoff_ - 1e-9));
+    remote_hops_ = comm->nprocs == 1 && merge_by_id_ ? 0 : std::max(depth - 1, 0);
+    ghostneigh = remote_hops_ > 0 ? 1 : 0;
+    report_graph_ = true;
     neighbor->add_request(this, ghostneigh ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
                                            : NeighConst::REQ_FULL);
     if (comm->me == 0) {
-        if (owner_mapping_) {
+        if (remote_hops_ == 0 && merge_by_id_ && depth > 1) {
             utils::logmesg(lmp, "symprobe: one rank: ghost atoms are mapped to the local atoms they image\n");
-        } else if (ghostneigh) {
-            utils::logmesg(lmp, "symprobe: {} ranks: each rank evaluates the neighbourhoods of its ghost "
-                                "atoms out to the interaction range ({} A)\n", comm->nprocs, range_);
+        } else if (remote_hops_ > 0) {
+            utils::logmesg(lmp, "symprobe: {} ranks: each rank evaluates the neighbourhoods of remote "
+                                "atoms up to {} hop(s) from its own{} (ghosts out to the interaction "
+                                "range, {} A)\n", comm->nprocs, remote_hops_,
+                           merge_by_id_ ? ", ghost images merged by atom ID" : "", range_);
         }
     }
 }
 
 double PairSymprobe::init_one(int i, int j) {
-    // owner mapping needs the images within one cutoff; otherwise ghost atoms out to the
-    // interaction range make every local energy exact
+    // merged images need ghosts within one cutoff; remote neighbourhoods need them out to the
+    // interaction range
     if (ghostneigh) cutghost[i][j] = cutghost[j][i] = range_;
-    return owner_mapping_ ? model_cutoff_ : range_;
+    return remote_hops_ > 0 || !merge_by_id_ ? range_ : model_cutoff_;
 }
 
 void PairSymprobe::compute(int eflag, int vflag) {
@@ -176,55 +196,85 @@ void PairSymprobe::compute(int eflag, int vflag) {
     double** f = atom->f;
     const int* type = atom->type;
     const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
-    const int n_centers = list->inum + (ghostneigh ? list->gnum : 0);
     const tagint* tag = atom->tag;
-    if (owner_mapping_) {
-        tagint max_tag = 0;
-        for (int i = 0; i < nlocal; ++i) max_tag = std::max(max_tag, tag[i]);
-        local_of_tag_.assign(static_cast<size_t>(max_tag) + 1, -1);
-        for (int i = 0; i < nlocal; ++i) local_of_tag_[tag[i]] = i;
-    }
-    // the node an atom belongs to: its own, or with owner mapping the local atom a ghost images
-    const auto owner = [&](int j) -> int {
-        if (!owner_mapping_ || j < nlocal) return j;
-        const tagint t = tag[j];
-        const int o = t >= 0 && static_cast<size_t>(t) < local_of_tag_.size() ? local_of_tag_[t] : -1;
-        if (o < 0) error->one(FLERR, "pair_style symprobe: ghost atom with ID {} images no local atom", t);
-        return o;
-    };
 
-    // graph nodes: atoms of this style's types, local ones first (they carry the energy)
+    // graph nodes: atoms of this style's types, local ones first (they carry the energy), then
+    // remote atoms in the order the hops reach them; one node per atom ID when merging
     node_of_.assign(nall, -1);
+    node_of_id_.clear();
     atom_of_.clear();
     numbers_.clear();
-    int n_local_nodes = 0;
-    for (int i = 0; i < (owner_mapping_ ? nlocal : nall); ++i) {
+    frontier_.clear();
+    const auto new_node = [&](int j) {
+        node_of_[j] = static_cast<int64_t>(atom_of_.size());
+        atom_of_.push_back(j);
+        numbers_.push_back(type_numbers_[type[j]]);
+        if (merge_by_id_) node_of_id_.emplace(tag[j], node_of_[j]);
+    };
+    for (int i = 0; i < nlocal; ++i) {
         if (type_numbers_[type[i]] <= 0) continue;
-        node_of_[i] = static_cast<int64_t>(atom_of_.size());
-        atom_of_.push_back(i);
-        numbers_.push_back(type_numbers_[type[i]]);
-        if (i < nlocal) n_local_nodes++;
+        new_node(i);
+        frontier_.push_back(i);
     }
+    const int64_t n_local_nodes = static_cast<int64_t>(atom_of_.size());
+    // the node of atom j, made on first sight: `fresh` says whether it is new
+    const auto node_of = [&](int j, bool& fresh) -> int64_t {
+        fresh = false;
+        if (node_of_[j] >= 0) return node_of_[j];
+        if (merge_by_id_) {
+            const auto known = node_of_id_.find(tag[j]);
+            if (known != node_of_id_.end()) return node_of_[j] = known->second;
+        }
+        if (j < nlocal) error->one(FLERR, "pair_style symprobe: internal error: local atom {} has no node", j);
+        if (merge_by_id_ && comm->nprocs == 1) {
+            error->one(FLERR, "pair_style symprobe: ghost atom with ID {} images no local atom", tag[j]);
+        }
+        fresh = true;
+        new_node(j);
+        return node_of_[j];
+    };
+
+    // edges of every centre: the local atoms, then the remote atoms within remote_hops_ hops,
+    // each read from an image whose neighbour list is complete (within hop x cutoff of this
+    // rank's atoms, so its neighbours lie inside the ghost shell)
     centers_.clear();
     neighbors_.clear();
     vectors_.clear();
     const double rc2 = model_cutoff_ * model_cutoff_;
-    for (int ii = 0; ii < n_centers; ++ii) {
-        const int i = list->ilist[ii];
-        if (node_of_[i] < 0) continue;
-        const int* jlist = list->firstneigh[i];
-        for (int jj = 0; jj < list->numneigh[i]; ++jj) {
-            const int j = jlist[jj] & NEIGHMASK;
-            const double d[3] = {x[j][0] - x[i][0], x[j][1] - x[i][1], x[j][2] - x[i][2]};
-            if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] >= rc2) continue;
-            const int64_t node = node_of_[owner(j)];
-            if (node < 0) continue;
-            centers_.push_back(node_of_[i]);
-            neighbors_.push_back(node);
-            vectors_.insert(vectors_.end(), d, d + 3);
+    int64_t n_centers = 0;
+    for (int hop = 0; hop <= remote_hops_ && !frontier_.empty(); ++hop) {
+        next_frontier_.clear();
+        n_centers += static_cast<int64_t>(frontier_.size());
+        for (const int i : frontier_) {
+            const int64_t centre = node_of_[i];
+            const int* jlist = list->firstneigh[i];
+            for (int jj = 0; jj < list->numneigh[i]; ++jj) {
+                const int j = jlist[jj] & NEIGHMASK;
+                if (type_numbers_[type[j]] <= 0) continue;
+                const double d[3] = {x[j][0] - x[i][0], x[j][1] - x[i][1], x[j][2] - x[i][2]};
+                if (d[0] * d[0] + d[1] * d[1] + d[2] * d[2] >= rc2) continue;
+                bool fresh = false;
+                const int64_t node = node_of(j, fresh);
+                if (fresh && hop < remote_hops_) next_frontier_.push_back(j);
+                centers_.push_back(centre);
+                neighbors_.push_back(node);
+                vectors_.insert(vectors_.end(), d, d + 3);
+            }
         }
+        frontier_.swap(next_frontier_);
     }
     const int64_t n_nodes = static_cast<int64_t>(atom_of_.size());
+    if (report_graph_) {  // once per run: what the halo costs on each rank
+        report_graph_ = false;
+        int64_t mine[4] = {n_local_nodes, n_centers - n_local_nodes, n_nodes - n_centers,
+                           static_cast<int64_t>(centers_.size())};
+        int64_t most[4];
+        MPI_Allreduce(mine, most, 4, MPI_INT64_T, MPI_MAX, world);
+        if (comm->me == 0 && comm->nprocs > 1) {
+            utils::logmesg(lmp, "symprobe: largest graph of a rank: {} local atoms, {} remote centres, "
+                                "{} remote neighbours, {} edges\n", most[0], most[1], most[2], most[3]);
+        }
+    }
     symprobe::Results r;
     symprobe::Request request;
     request.forces = true;

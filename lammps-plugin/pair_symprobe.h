@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace symprobe {
@@ -37,10 +38,13 @@ private:
     double energy_factor_ = 1.0;         // LAMMPS energy units per eV
     double model_cutoff_ = 0.0;          // Angstrom
     double range_ = 0.0;                 // interaction range, Angstrom
-    bool owner_mapping_ = false;         // one rank: ghosts mapped to the local atoms they image
-    std::vector<int> local_of_tag_;      // local index of each atom ID (owner mapping)
+    bool merge_by_id_ = false;           // one graph node per atom ID, whatever its images
+    int remote_hops_ = 0;                // hops from the local atoms whose neighbourhoods count
+    bool report_graph_ = false;          // log the graph sizes at the first step of a run
     // the graph handed to the core, kept between steps to reuse the memory
     std::vector<int64_t> node_of_, atom_of_, centers_, neighbors_;
+    std::unordered_map<tagint, int64_t> node_of_id_;
+    std::vector<int> frontier_, next_frontier_;
     std::vector<int32_t> numbers_;
     std::vector<double> vectors_;
     double diagnostics_[6] = {0, 0, 0, 0, 0, 0};  // for `pair extract` / compute pair

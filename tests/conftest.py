@@ -14,6 +14,20 @@ SHARED_DATA = Path(os.environ.get("SYMPROBE_SHARED", ROOT.parent / "shared")) / 
 WATER_190 = SHARED_DATA / "water-revpbe0d3-190.xyz"
 
 
+DEVICE_UNDER_TEST = os.environ.get("SYMPROBE_TEST_DEVICE", "cuda")
+
+
+@pytest.fixture
+def accelerator():
+    """The device of the tests marked `device`: SYMPROBE_TEST_DEVICE (default cuda), compared
+    with the CPU. Skips where that is CUDA and torch sees none; benchmarks/gpu_check.sh runs
+    them on a GPU, and with SYMPROBE_TEST_DEVICE=cpu on the CPU."""
+    if DEVICE_UNDER_TEST.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device and a CUDA build of torch (SYMPROBE_TEST_DEVICE=cpu runs "
+                    "it on the CPU)")
+    return DEVICE_UNDER_TEST
+
+
 def shared_file(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.exists():

@@ -3,6 +3,7 @@ import os
 import re
 import runpy
 import shutil
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,8 @@ NOT_RUN_HERE = {
                       "(tests/test_pet.py checks that the recipes are valid)",
     ("docs/water-model.md", 0): "the same training recipe, hours of CPU",
     ("docs/ipi.md", None): "run by tests/test_docs_ipi.py",
+    ("docs/performance.md", 0): "the GPU check on a GPU; the same script runs on the CPU in "
+                                "test_gpu_check_on_the_cpu",
 }
 
 
@@ -118,7 +121,25 @@ def test_lammps_example_commands(tmp_path):
         assert np.all(rows[:, 3] == 0.0)  # one rotation per step: no spread
 
 
-RUN_HERE = {("docs/lammps.md", 0): test_lammps_example_commands}
+def test_gpu_check_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.sh, as documented for the CPU: builds, runs the device tests on the
+    CPU and writes throughput rows for both models."""
+    block = fenced_blocks(DOCS / "performance.md", "bash")[1]
+    assert "--device cpu" in block
+    (tmp_path / "benchmarks").symlink_to(ROOT / "benchmarks")  # run from a user's directory
+    out = subprocess.run(["bash", "-c", block], cwd=tmp_path, env=shell_env(), capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "passed" in out.stdout and "failed" not in out.stdout
+    payload = json.loads((tmp_path / "gpu-check-cpu.json").read_text())
+    assert payload["device"] == "cpu"
+    rows = {(r["model"], r["rotations"]) for r in payload["rows"]}
+    assert rows == {("water-pet", 1), ("water-pet", 36), ("PET-size", 1)}
+    assert all("error" not in r and r["atom_steps_per_second"] > 0 and r["copies_per_step"] is None for r in payload["rows"])
+
+
+RUN_HERE = {("docs/lammps.md", 0): test_lammps_example_commands,
+            ("docs/performance.md", 1): test_gpu_check_on_the_cpu}
 
 
 def test_readme_python_example(tmp_path, monkeypatch, capsys):

@@ -415,16 +415,19 @@ run 20
         assert float(rows[0][1]) == pytest.approx(ref, rel=1e-10)
 
 
-@pytest.mark.parametrize("ranks,molecules", [(1, 64), (2, 64), (1, 8), (2, 8)])
-def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks, molecules):
-    """A 2-layer PET (interaction range 2 x cutoff): on one rank the ghosts are mapped to the
-    local atoms they image (the periodic graph), on several ranks each rank evaluates its ghost
-    atoms' neighbourhoods out to the interaction range; both give the core's energies, forces
-    and virial, also in a box (6.2 A, 8 molecules) where an atom sees its own images."""
+@pytest.mark.parametrize("ranks,molecules,layers", [(1, 64, 2), (2, 64, 2), (4, 64, 2), (1, 8, 2),
+                                                    (2, 8, 2), (4, 8, 2), (2, 64, 3), (4, 64, 3)])
+def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks, molecules, layers):
+    """A PET of 2 or 3 layers (interaction range layers x cutoff): on one rank the ghosts are
+    mapped to the local atoms they image (the periodic graph); on several ranks each rank merges
+    ghost images by atom ID and evaluates the neighbourhoods of remote atoms up to layers - 1 hops
+    from its own. All give the core's energies, forces and virial, also in a box (6.2 A,
+    8 molecules) where an atom sees its own images and a rank's slab is thinner than a cutoff."""
     import torch
     from symprobe.training.pet import PET
     torch.manual_seed(0)
-    module = PET([1, 8], cutoff=3.0, cutoff_width=0.5, d_model=16, n_heads=2, d_ff=32, n_layers=2)
+    module = PET([1, 8], cutoff=3.0, cutoff_width=0.5, d_model=16, n_heads=2, d_ff=32,
+                 n_layers=layers)
     with torch.no_grad():
         for layer in module.layers:
             for head in (layer.atom_energy, layer.bond_energy):
@@ -435,10 +438,27 @@ def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks, molecu
     ref, pe, pe_sum, pv, _, forces, _ = compare_with_core(tmp_path, atoms, str(path), ranks=ranks)
     log = (tmp_path / "screen.txt").read_text()
     assert ("ghost atoms are mapped to the local atoms they image" in log) == (ranks == 1)
-    assert ("each rank evaluates the neighbourhoods of its ghost atoms" in log) == (ranks > 1)
+    assert (f"remote atoms up to {layers - 1} hop(s) from its own, ghost images merged by atom ID"
+            in log) == (ranks > 1)
     assert pe == pytest.approx(ref["energy"], rel=1e-10)
     assert pe_sum == pytest.approx(ref["energy"], rel=1e-10)
     np.testing.assert_allclose(forces, ref["forces"], atol=1e-9 * np.abs(ref["forces"]).max())
     W = 0.5 * (ref["virial"] + ref["virial"].T)
     expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * NKTV2P / pv[6]
     np.testing.assert_allclose(pv[:6], expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
+
+
+@pytest.mark.device
+def test_device_on_two_ranks_equals_core_on_cpu(tmp_path, accelerator):
+    """`device cuda` on 2 ranks: each rank takes the GPU of its node-local rank (logged), and
+    energies, forces and virial equal the CPU core's."""
+    atoms = water_box(64, seed=2)
+    ref, pe, _, pv, _, forces, _ = compare_with_core(
+        tmp_path, atoms, bundled_path("water-orientation"), options=f"device {accelerator}", ranks=2)
+    assert pe == pytest.approx(ref["energy"], rel=1e-10)
+    np.testing.assert_allclose(forces, ref["forces"], atol=1e-10 * np.abs(ref["forces"]).max())
+    W = 0.5 * (ref["virial"] + ref["virial"].T)
+    expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * NKTV2P / pv[6]
+    np.testing.assert_allclose(pv[:6], expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+    log = (tmp_path / "screen.txt").read_text()
+    assert ("node-local rank r uses cuda:(r mod" in log) == (accelerator == "cuda")

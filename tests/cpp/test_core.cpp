@@ -258,6 +258,13 @@ void test_option_parser() {
     CHECK_ERROR(symprobe::ModelOptions::parse(V{"skin", "nan"}), "skin must be a non-negative length in Angstrom");
     CHECK_ERROR(symprobe::ModelOptions::parse(V{"threads", "1.5"}), "threads must be a non-negative integer");
     CHECK_ERROR(symprobe::ModelOptions::parse(V{"device", "gpu"}), "device must be cpu, cuda or cuda:N, got 'gpu'");
+    // MPI ranks spread over a node's GPUs; an explicit index or the CPU stays as given
+    CHECK(symprobe::device_for_local_rank("cuda", 0, 2) == "cuda:0");
+    CHECK(symprobe::device_for_local_rank("cuda", 3, 2) == "cuda:1");
+    CHECK(symprobe::device_for_local_rank("cuda", 5, 4) == "cuda:1");
+    CHECK(symprobe::device_for_local_rank("cuda:0", 3, 2) == "cuda:0");
+    CHECK(symprobe::device_for_local_rank("cpu", 3, 2) == "cpu");
+    CHECK(symprobe::device_for_local_rank("cuda", 1, 0) == "cuda");
     CHECK_ERROR(symprobe::ModelOptions::parse(V{"inversion", "maybe"}), "inversion must be yes or no, got 'maybe'");
     CHECK_ERROR(symprobe::ModelOptions::parse(V{"inversion", "yes"}), "inversion needs rotations random, grid L or lebedev L");
     CHECK_ERROR(symprobe::ModelOptions::parse(V{"rotations", "random", "randomize", "yes"}), "randomize applies to");

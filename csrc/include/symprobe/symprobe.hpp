@@ -129,6 +129,13 @@ struct ModelOptions {
     static ModelOptions parse(const std::vector<std::string>& tokens);
 };
 
+// The device of one of several processes on a node: "cuda" without an index becomes
+// "cuda:<local_rank mod n_devices>" so that MPI ranks spread over the node's GPUs (as other
+// ML pair styles do); any other device, or no GPU at all, is returned unchanged.
+std::string device_for_local_rank(const std::string& device, int local_rank, int n_devices);
+// GPUs visible to torch (0 without a CUDA build or device).
+int cuda_device_count();
+
 // One option of the vocabulary, for front ends that build their own flags from it.
 struct OptionInfo {
     std::string name;           // "rotations"

@@ -41,14 +41,15 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.SiLU(), nn.Linear(d_ff, d_model))
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        # x: [A, T, d]; weights: [A, T] in [0, 1] (0 for padding)
+    def forward(self, x: torch.Tensor, log_weights: torch.Tensor) -> torch.Tensor:
+        # x: [A, T, d]; log_weights: [A, T], log of the cutoff weight (-inf for padding).
+        # softmax(s + log w) = softmax(s) w / sum(softmax(s) w): the cutoff-weighted attention
+        # with one [A, H, T, T] tensor kept for the backward pass instead of four
         a, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).reshape(a, t, 3, self.n_heads, self.d_head).unbind(2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [A, H, T, dh]
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.d_head)
-        attention = torch.softmax(scores, dim=-1) * weights[:, None, None, :]
-        attention = attention / attention.sum(dim=-1, keepdim=True)
+        scores = torch.matmul(q * (1.0 / math.sqrt(self.d_head)), k.transpose(-1, -2))
+        attention = torch.softmax(scores + log_weights[:, None, None, :], dim=-1)
         mixed = torch.matmul(attention, v).transpose(1, 2).reshape(a, t, d)
         x = x + self.out(mixed)
         return x + self.ff(self.norm2(x))
@@ -131,10 +132,14 @@ class PET(nn.Module):
         rank = torch.empty_like(order)
         rank[order] = torch.arange(n_edges, device=centers.device)
         slot = centers * width + (rank - starts[centers])
-        weights = torch.zeros(n_atoms * width, dtype=vectors.dtype, device=vectors.device)
-        weights[slot] = fc
-        weights = torch.cat([torch.ones(n_atoms, 1, dtype=vectors.dtype, device=vectors.device),
-                             weights.reshape(n_atoms, width)], dim=1)
+        # attention weight of each token: 1 for the atom, the cutoff function for an edge, none
+        # for padding; as a logarithm, with the cutoff function kept above 1e-30 (a normal
+        # number in float32) so that an edge exactly at the cutoff has a finite gradient
+        log_weights = torch.full((n_atoms * width,), -math.inf, dtype=vectors.dtype,
+                                 device=vectors.device)
+        log_weights[slot] = torch.log(torch.clamp(fc, min=1e-30))
+        log_weights = torch.cat([torch.zeros(n_atoms, 1, dtype=vectors.dtype, device=vectors.device),
+                                 log_weights.reshape(n_atoms, width)], dim=1)
 
         atom = self.atom_species(s).to(vectors.dtype)
         energies = torch.zeros(n_atoms, dtype=vectors.dtype, device=vectors.device)
@@ -146,7 +151,7 @@ class PET(nn.Module):
             padded[slot] = edge
             tokens = torch.cat([atom.unsqueeze(1), padded.reshape(n_atoms, width, -1)], dim=1)
             for block in layer.blocks:
-                tokens = block(tokens, weights)
+                tokens = block(tokens, log_weights)
             atom = tokens[:, 0]
             edge_out = tokens[:, 1:].reshape(n_atoms * width, -1)[slot]
             energies = energies + layer.atom_energy(atom).squeeze(-1)

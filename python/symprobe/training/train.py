@@ -440,6 +440,29 @@ def refit_baseline(model, frames: list[Frame]) -> np.ndarray:
     return shift
 
 
+def export_trained(model, path: str, config: dict, overwrite: bool = False) -> str:
+    """The model file of a trained PET: a CPU file (the core moves it to a GPU on load) in the
+    run's export dtype, with its name, description and hyperparameters."""
+    model.cpu()
+    export_dtype = {"float32": torch.float32, "float64": torch.float64}[config["output"]["export_dtype"]]
+    return export_model(model, path, cutoff=model.cutoff, interaction_range=model.interaction_range,
+                        elements=[element_symbol(z) for z in model.elements], dtype=export_dtype,
+                        name=config["output"]["name"], description=config["output"]["description"],
+                        overwrite=overwrite, hypers=config["model"])
+
+
+def export_run(run: str, path: str, overwrite: bool = False) -> str:
+    """Exports a finished run (its config.toml and final.pt) with the current PET code, e.g. after
+    a change of the code that keeps its results: the weights are the recorded ones."""
+    config = load_config(os.path.join(run, "config.toml"))
+    final = torch.load(os.path.join(run, "final.pt"), weights_only=False, map_location="cpu")
+    index = final["model"]["species_index"]
+    elements = [int(z) for z in sorted(torch.nonzero(index >= 0).flatten().tolist(), key=lambda z: int(index[z]))]
+    model = PET(elements, **config["model"])
+    model.load_state_dict(final["model"])
+    return export_trained(model.eval(), path, config, overwrite=overwrite)
+
+
 def finish(run, model, frames, split, config, state) -> dict:
     """Final report with the best-validation weights and a refitted baseline; the export, and
     the exported weights as final.pt."""
@@ -459,13 +482,8 @@ def finish(run, model, frames, split, config, state) -> dict:
         if idx:
             report[name] = evaluate(model, [frames[i] for i in idx], dtype,
                                     config["training"]["batch_size"], device)
-    model.cpu()  # the export is a CPU file (the core moves it to a GPU on load)
-    export_dtype = {"float32": torch.float32, "float64": torch.float64}[config["output"]["export_dtype"]]
     path = os.path.join(run, "model.pt")
-    export_model(model, path, cutoff=model.cutoff, interaction_range=model.interaction_range,
-                 elements=[element_symbol(z) for z in model.elements], dtype=export_dtype,
-                 name=config["output"]["name"], description=config["output"]["description"],
-                 overwrite=True, hypers=config["model"])
+    export_trained(model, path, config, overwrite=True)
     with open(os.path.join(run, "report.json"), "w") as f:  # the export, relative to the run
         json.dump({**report, "model": _recorded_path(path, run)}, f, indent=1)
     report["model"] = path  # the caller's path to the export
