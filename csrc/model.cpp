@@ -278,7 +278,176 @@ struct Model::Impl {
     }
 
     Results evaluate_one(const Graph& g, const Request& request) {
+        if (options.atoms > 0 && g.n_energy_nodes > options.atoms) return evaluate_in_pieces(g, request);
         return std::move(evaluate(g, {detail::Part{0, g.n_nodes, g.n_energy_nodes, 0, g.n_edges}}, request)[0]);
+    }
+
+    // The energy nodes in pieces of at most options.atoms. With positions: boxes, by bisecting
+    // the widest extent until a box holds few enough atoms (a piece's halo grows with its
+    // surface). Without: grown breadth-first over the graph, small leftovers sharing a piece.
+    std::vector<std::vector<int64_t>> pieces(const Graph& g, const std::vector<int64_t>& first,
+                                             const std::vector<int64_t>& by_centre) const {
+        const int64_t n_energy = g.n_energy_nodes, size = options.atoms;
+        std::vector<std::vector<int64_t>> out;
+        if (g.positions != nullptr) {
+            std::vector<int64_t> all(n_energy);
+            for (int64_t i = 0; i < n_energy; ++i) all[i] = i;
+            std::vector<std::pair<int64_t, int64_t>> todo{{0, n_energy}};  // ranges of `all`
+            while (!todo.empty()) {
+                const auto [begin, end] = todo.back();
+                todo.pop_back();
+                if (end - begin <= size) {
+                    out.emplace_back(all.begin() + begin, all.begin() + end);
+                    continue;
+                }
+                int axis = 0;
+                double widest = -1.0;
+                for (int c = 0; c < 3; ++c) {
+                    double lo = INFINITY, hi = -INFINITY;
+                    for (int64_t k = begin; k < end; ++k) {
+                        lo = std::min(lo, g.positions[3 * all[k] + c]);
+                        hi = std::max(hi, g.positions[3 * all[k] + c]);
+                    }
+                    if (hi - lo > widest) widest = hi - lo, axis = c;
+                }
+                // split so that both halves hold whole numbers of full pieces where possible
+                const int64_t n_pieces = (end - begin + size - 1) / size;
+                const int64_t middle = begin + (end - begin) * (n_pieces / 2) / n_pieces;
+                std::nth_element(all.begin() + begin, all.begin() + middle, all.begin() + end,
+                                 [&](int64_t a, int64_t b) { return g.positions[3 * a + axis] < g.positions[3 * b + axis]; });
+                todo.push_back({begin, middle});
+                todo.push_back({middle, end});
+            }
+            return out;
+        }
+        std::vector<int64_t> piece_of(n_energy, -1);
+        std::vector<int64_t> grown;
+        for (int64_t seed = 0; seed < n_energy; ++seed) {
+            if (piece_of[seed] >= 0) continue;
+            grown.assign(1, seed);
+            piece_of[seed] = 1;
+            for (size_t head = 0; head < grown.size() && static_cast<int64_t>(grown.size()) < size; ++head) {
+                const int64_t u = grown[head];
+                for (int64_t k = first[u]; k < first[u + 1]; ++k) {
+                    const int64_t v = g.neighbors[by_centre[k]];
+                    if (v >= n_energy || piece_of[v] >= 0 || static_cast<int64_t>(grown.size()) >= size) continue;
+                    piece_of[v] = 1;
+                    grown.push_back(v);
+                }
+            }
+            if (!out.empty() && static_cast<int64_t>(out.back().size() + grown.size()) <= size) {
+                out.back().insert(out.back().end(), grown.begin(), grown.end());
+            } else {
+                out.push_back(grown);
+            }
+        }
+        return out;
+    }
+
+    // One evaluation of a graph too large for one model call: every piece of energy nodes with
+    // the nodes its energies depend on (full neighbourhoods within depth - 1 hops, then their
+    // neighbours), summed. Same step, so the same rotations, for every piece.
+    Results evaluate_in_pieces(const Graph& g, const Request& request) {
+        if (request.forces_rms_spread) {
+            throw Error(Error::InvalidInput, "forces_rms_spread needs the whole system in one model call; "
+                                             "it is not available with the option atoms " +
+                                                 std::to_string(options.atoms) + " below the system's " +
+                                                 std::to_string(g.n_energy_nodes) + " atoms");
+        }
+        const int64_t n = g.n_nodes, n_edges = g.n_edges;
+        const int depth = std::max(1, static_cast<int>(std::ceil(metadata.interaction_range / metadata.cutoff - 1e-9)));
+        // edges grouped by centre (the model contract allows any order)
+        std::vector<int64_t> first(n + 1, 0), by_centre(n_edges);
+        for (int64_t e = 0; e < n_edges; ++e) first[g.centers[e] + 1]++;
+        for (int64_t i = 0; i < n; ++i) first[i + 1] += first[i];
+        {
+            std::vector<int64_t> fill(first.begin(), first.end() - 1);
+            for (int64_t e = 0; e < n_edges; ++e) by_centre[fill[g.centers[e]]++] = e;
+        }
+        Request sub_request = request;
+        sub_request.step = request.step >= 0 ? request.step : static_cast<int64_t>(rotation_step);
+
+        Results total;
+        if (request.forces) total.forces.assign(3 * n, 0.0);
+        if (request.energies) total.energies.assign(n, 0.0);
+        if (request.atomic_virials) total.atomic_virials.assign(9 * n, 0.0);
+        std::vector<double> rotation_energies;
+        std::vector<int64_t> sub_of(n, -1), nodes, centres;
+        std::vector<int32_t> numbers;
+        std::vector<int64_t> centers, neighbors;
+        std::vector<double> vectors;
+        for (const std::vector<int64_t>& piece : pieces(g, first, by_centre)) {
+            nodes.clear();
+            numbers.clear();
+            const auto add = [&](int64_t v) {
+                sub_of[v] = static_cast<int64_t>(nodes.size());
+                nodes.push_back(v);
+                numbers.push_back(g.numbers[v]);
+            };
+            for (int64_t v : piece) add(v);
+            // centres: the piece, then depth - 1 hops of neighbours
+            centres.assign(piece.begin(), piece.end());
+            size_t hop_begin = 0;
+            for (int hop = 1; hop < depth; ++hop) {
+                const size_t hop_end = centres.size();
+                for (size_t c = hop_begin; c < hop_end; ++c) {
+                    const int64_t u = centres[c];
+                    for (int64_t k = first[u]; k < first[u + 1]; ++k) {
+                        const int64_t v = g.neighbors[by_centre[k]];
+                        if (sub_of[v] < 0) {
+                            add(v);
+                            centres.push_back(v);
+                        }
+                    }
+                }
+                hop_begin = hop_end;
+            }
+            centers.clear();
+            neighbors.clear();
+            vectors.clear();
+            for (const int64_t u : centres) {
+                for (int64_t k = first[u]; k < first[u + 1]; ++k) {
+                    const int64_t e = by_centre[k];
+                    if (sub_of[g.neighbors[e]] < 0) add(g.neighbors[e]);
+                    centers.push_back(sub_of[u]);
+                    neighbors.push_back(sub_of[g.neighbors[e]]);
+                    vectors.insert(vectors.end(), g.vectors + 3 * e, g.vectors + 3 * e + 3);
+                }
+            }
+            Graph sub;
+            sub.numbers = numbers.data();
+            sub.n_nodes = static_cast<int64_t>(nodes.size());
+            sub.n_energy_nodes = static_cast<int64_t>(piece.size());
+            sub.centers = centers.data();
+            sub.neighbors = neighbors.data();
+            sub.vectors = vectors.data();
+            sub.n_edges = static_cast<int64_t>(centers.size());
+            Results r = std::move(evaluate(sub, {detail::Part{0, sub.n_nodes, sub.n_energy_nodes, 0, sub.n_edges}},
+                                           sub_request)[0]);
+            const auto& re = r.diagnostics.rotation_energies;
+            if (rotation_energies.empty()) rotation_energies.assign(re.size(), 0.0);
+            for (size_t k = 0; k < re.size(); ++k) rotation_energies[k] += re[k];
+            for (int c = 0; c < 9; ++c) total.virial[c] += r.virial[c];
+            for (size_t k = 0; k < nodes.size(); ++k) {
+                const int64_t v = nodes[k];
+                if (request.forces)
+                    for (int c = 0; c < 3; ++c) total.forces[3 * v + c] += r.forces[3 * k + c];
+                if (request.atomic_virials)
+                    for (int c = 0; c < 9; ++c) total.atomic_virials[9 * v + c] += r.atomic_virials[9 * k + c];
+                if (request.energies && static_cast<int64_t>(k) < sub.n_energy_nodes) total.energies[v] = r.energies[k];
+            }
+            for (const int64_t v : nodes) sub_of[v] = -1;
+        }
+        RotationStatistics stats = rotation_statistics(symmetrizer->weights(), rotation_energies.data());
+        total.energy = stats.mean;
+        total.diagnostics.rotation_energies = rotation_energies;
+        total.diagnostics.energy_std = stats.std;
+        total.diagnostics.energy_spread = stats.spread;
+        for (int64_t i = 0; i < 3 * n && request.forces; ++i) total.diagnostics.net_force[i % 3] += total.forces[i];
+        const auto& W = total.virial;
+        total.diagnostics.net_torque = {W[5] - W[7], W[6] - W[2], W[1] - W[3]};
+        if (request.step < 0 && options.rotations.random()) rotation_step++;
+        return total;
     }
 };
 
@@ -319,6 +488,35 @@ Results Model::compute(const double* positions, const int32_t* numbers, int64_t 
     g.neighbors = nl.neighbors.data();
     g.vectors = nl.vectors.data();
     g.n_edges = static_cast<int64_t>(nl.size());
+    std::vector<double> wrapped;
+    if (impl_->options.atoms > 0 && n_atoms > impl_->options.atoms) {
+        // pieces are boxes of positions: wrap them into the cell along periodic directions, so
+        // that a box is one region of space and not pieces of several images
+        wrapped.assign(positions, positions + 3 * n_atoms);
+        const double* h = cell;
+        const double det = h[0] * (h[4] * h[8] - h[5] * h[7]) - h[1] * (h[3] * h[8] - h[5] * h[6]) +
+                           h[2] * (h[3] * h[7] - h[4] * h[6]);
+        if ((pbc[0] || pbc[1] || pbc[2]) && std::abs(det) > 1e-12) {
+            const double inv[9] = {(h[4] * h[8] - h[5] * h[7]) / det, (h[2] * h[7] - h[1] * h[8]) / det,
+                                   (h[1] * h[5] - h[2] * h[4]) / det, (h[5] * h[6] - h[3] * h[8]) / det,
+                                   (h[0] * h[8] - h[2] * h[6]) / det, (h[2] * h[3] - h[0] * h[5]) / det,
+                                   (h[3] * h[7] - h[4] * h[6]) / det, (h[1] * h[6] - h[0] * h[7]) / det,
+                                   (h[0] * h[4] - h[1] * h[3]) / det};
+            for (int64_t i = 0; i < n_atoms; ++i) {
+                double f[3];
+                for (int b = 0; b < 3; ++b) {  // fractional coordinates: x = f . h (rows of h are cell vectors)
+                    f[b] = 0.0;
+                    for (int a = 0; a < 3; ++a) f[b] += positions[3 * i + a] * inv[3 * a + b];
+                    if (pbc[b]) f[b] -= std::floor(f[b]);
+                }
+                for (int a = 0; a < 3; ++a) {
+                    wrapped[3 * i + a] = 0.0;
+                    for (int b = 0; b < 3; ++b) wrapped[3 * i + a] += f[b] * h[3 * b + a];
+                }
+            }
+        }
+        g.positions = wrapped.data();
+    }
     return impl_->evaluate_one(g, request);
 }
 

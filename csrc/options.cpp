@@ -70,6 +70,9 @@ const std::vector<OptionInfo>& option_table() {
         {"chunk", "N", "0", false, "rotated copies per batched model call (0 = automatic)"},
         {"batch", "N", "0", false,
          "structures per model call in a batch (i-PI beads; 0 = automatic)"},
+        {"atoms", "N", "0", false,
+         "atoms whose energies one model call evaluates: a larger system is evaluated in pieces "
+         "of about N atoms, each with the neighbourhood its energies depend on (0 = whole system)"},
         {"skin", "D", "0", false, "Verlet skin in Angstrom (0 = rebuild the neighbour list every call)"},
         {"threads", "N", "0", false, "torch and neighbour-search threads (0 = keep torch's setting)"},
         {"device", "cpu|cuda[:N]", "cpu", false, "where the model runs"},
@@ -121,6 +124,8 @@ ModelOptions ModelOptions::parse(const std::vector<std::string>& tokens) {
             rot.chunk = static_cast<int>(count(key, value, 1u << 30, "a non-negative integer (0 = automatic)"));
         } else if (key == "batch") {
             out.batch = static_cast<int>(count(key, value, 1u << 30, "a non-negative integer (0 = automatic)"));
+        } else if (key == "atoms") {
+            out.atoms = static_cast<int64_t>(count(key, value, 1ULL << 40, "a non-negative integer (0 = whole system)"));
         } else if (key == "skin") {
             out.skin = length(key, value);
         } else if (key == "threads") {

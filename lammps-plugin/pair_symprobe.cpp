@@ -293,6 +293,12 @@ void PairSymprobe::compute(int eflag, int vflag) {
         g.neighbors = neighbors_.data();
         g.vectors = vectors_.data();
         g.n_edges = static_cast<int64_t>(centers_.size());
+        if (model_->options().atoms > 0) {  // pieces of the option `atoms`: boxes of positions
+            positions_.resize(3 * n_nodes);
+            for (int64_t k = 0; k < n_nodes; ++k)
+                for (int c = 0; c < 3; ++c) positions_[3 * k + c] = x[atom_of_[k]][c];
+            g.positions = positions_.data();
+        }
         try {
             r = model_->compute_graph(g, request);
         } catch (const symprobe::Error& e) {

@@ -46,7 +46,7 @@ private:
     std::unordered_map<tagint, int64_t> node_of_id_;
     std::vector<int> frontier_, next_frontier_;
     std::vector<int32_t> numbers_;
-    std::vector<double> vectors_;
+    std::vector<double> vectors_, positions_;
     double diagnostics_[6] = {0, 0, 0, 0, 0, 0};  // for `pair extract` / compute pair
     void allocate();
 };

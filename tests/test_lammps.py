@@ -415,14 +415,16 @@ run 20
         assert float(rows[0][1]) == pytest.approx(ref, rel=1e-10)
 
 
-@pytest.mark.parametrize("ranks,molecules,layers", [(1, 64, 2), (2, 64, 2), (4, 64, 2), (1, 8, 2),
-                                                    (2, 8, 2), (4, 8, 2), (2, 64, 3), (4, 64, 3)])
-def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks, molecules, layers):
+@pytest.mark.parametrize("ranks,molecules,layers,options", [
+    (1, 64, 2, ""), (2, 64, 2, ""), (4, 64, 2, ""), (1, 8, 2, ""), (2, 8, 2, ""), (4, 8, 2, ""),
+    (2, 64, 3, ""), (4, 64, 3, ""), (1, 64, 3, "atoms 40"), (2, 64, 3, "atoms 40")])
+def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks, molecules, layers, options):
     """A PET of 2 or 3 layers (interaction range layers x cutoff): on one rank the ghosts are
     mapped to the local atoms they image (the periodic graph); on several ranks each rank merges
     ghost images by atom ID and evaluates the neighbourhoods of remote atoms up to layers - 1 hops
     from its own. All give the core's energies, forces and virial, also in a box (6.2 A,
-    8 molecules) where an atom sees its own images and a rank's slab is thinner than a cutoff."""
+    8 molecules) where an atom sees its own images and a rank's slab is thinner than a cutoff,
+    and with the option `atoms` (each rank's atoms evaluated in pieces)."""
     import torch
     from symprobe.training.pet import PET
     torch.manual_seed(0)
@@ -435,7 +437,8 @@ def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks, molecu
     path = symprobe.export_model(module, tmp_path / "pet.pt", cutoff=3.0,
                                  interaction_range=module.interaction_range, elements=["H", "O"])
     atoms = water_box(molecules, seed=9)
-    ref, pe, pe_sum, pv, _, forces, _ = compare_with_core(tmp_path, atoms, str(path), ranks=ranks)
+    ref, pe, pe_sum, pv, _, forces, _ = compare_with_core(tmp_path, atoms, str(path), options=options,
+                                                         ranks=ranks)
     log = (tmp_path / "screen.txt").read_text()
     assert ("ghost atoms are mapped to the local atoms they image" in log) == (ranks == 1)
     assert (f"remote atoms up to {layers - 1} hop(s) from its own, ghost images merged by atom ID"

@@ -198,3 +198,54 @@ def test_core_evaluates_like_eager_and_restores_the_torchscript_setting(orientat
             assert torch._C._get_graph_executor_optimize() == flag
         assert out["energy"] == pytest.approx(float(energy), rel=1e-12)
         np.testing.assert_allclose(out["forces"], forces, rtol=1e-10, atol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def deep_pet(tmp_path_factory):
+    """An untrained 3-layer PET in float64 (interaction range 3 x cutoff), non-zero heads."""
+    from symprobe.training.pet import PET
+    torch.manual_seed(3)
+    module = PET([1, 8], cutoff=3.0, cutoff_width=0.5, d_model=16, n_heads=2, d_ff=32, n_layers=3)
+    with torch.no_grad():
+        for layer in module.layers:
+            for head in (layer.atom_energy, layer.bond_energy):
+                head[-1].weight.normal_(0, 0.3)
+    return symprobe.export_model(module, tmp_path_factory.mktemp("deep") / "pet3.pt", cutoff=3.0,
+                                 interaction_range=module.interaction_range, elements=["H", "O"],
+                                 dtype=torch.float64)
+
+
+@pytest.mark.parametrize("options", [{}, dict(rotations="grid 1", inversion=True),
+                                     dict(rotations="random", seed=5)])
+def test_pieces_give_the_whole_system(deep_pet, options):
+    """The option `atoms`: a system larger than N is evaluated in pieces of at most N atoms, each
+    with the atoms its energies depend on (2 hops of full neighbourhoods for 3 layers). Energies,
+    forces, virial, per-atom quantities and rotation energies equal one call on the whole
+    system, by positions (boxes) and by the graph alone; the random stream advances once per
+    evaluation, not once per piece."""
+    atoms = water_box(64, seed=12)
+    atoms.positions += 7.0  # unwrapped positions: pieces are boxes of the wrapped ones
+    whole_model = symprobe.load_model(deep_pet, **options)
+    whole = compute(whole_model, atoms, energies=True, atomic_virials=True)
+    model = symprobe.load_model(deep_pet, atoms=50, **options)
+    pieces = compute(model, atoms, energies=True, atomic_virials=True)
+    nl = symprobe.neighbor_list(atoms.positions, atoms.cell.array, True, model.cutoff)
+    graph_model = symprobe.load_model(deep_pet, atoms=50, **options)
+    graph = graph_model.compute_graph(atoms.numbers, nl.centers, nl.neighbors, nl.vectors,
+                                      energies=True, atomic_virials=True)
+    assert model.rotation_step == graph_model.rotation_step == whole_model.rotation_step
+    for result in (pieces, graph):
+        assert result["energy"] == pytest.approx(whole["energy"], rel=1e-13)
+        for key in ("forces", "virial", "energies", "atomic_virials", "rotation_energies"):
+            np.testing.assert_allclose(result[key], whole[key], rtol=1e-10, atol=1e-11, err_msg=key)
+        assert result["energy_spread"] == pytest.approx(whole["energy_spread"], abs=1e-10)
+    np.testing.assert_allclose(pieces["net_torque"], whole["net_torque"], atol=1e-10)
+
+
+def test_pieces_refuse_the_force_spread(deep_pet):
+    atoms = water_box(27, seed=1)
+    model = symprobe.load_model(deep_pet, atoms=20, rotations="grid 1")
+    with pytest.raises(ValueError, match="forces_rms_spread needs the whole system in one model call; "
+                                         "it is not available with the option atoms 20 below the "
+                                         "system's 81 atoms"):
+        compute(model, atoms, forces_rms_spread=True)

@@ -255,6 +255,8 @@ void test_option_parser() {
     CHECK_ERROR(symprobe::ModelOptions::parse(V{"seed", "18446744073709551616"}), "seed must be a non-negative integer");
     CHECK_ERROR(symprobe::ModelOptions::parse(V{"seed"}), "seed needs a value (S)");
     CHECK_ERROR(symprobe::ModelOptions::parse(V{"chunk", "-2"}), "chunk must be a non-negative integer");
+    CHECK_ERROR(symprobe::ModelOptions::parse(V{"atoms", "-5"}), "atoms must be a non-negative integer (0 = whole system), got '-5'");
+    CHECK(symprobe::ModelOptions::parse({"atoms", "4096"}).atoms == 4096);
     CHECK_ERROR(symprobe::ModelOptions::parse(V{"skin", "nan"}), "skin must be a non-negative length in Angstrom");
     CHECK_ERROR(symprobe::ModelOptions::parse(V{"threads", "1.5"}), "threads must be a non-negative integer");
     CHECK_ERROR(symprobe::ModelOptions::parse(V{"device", "gpu"}), "device must be cpu, cuda or cuda:N, got 'gpu'");

@@ -122,6 +122,11 @@ struct ModelOptions {
     int threads = 0;             // torch intra-op threads and neighbour-search threads; 0 = keep
     double skin = 0.0;           // Verlet skin, Angstrom (0 = rebuild the list every call)
     int batch = 0;               // structures per model call in compute_batch; 0 = automatic
+    // Atoms whose energies one model call evaluates (0 = all). A larger system is split into
+    // pieces of about this many atoms, each evaluated with the atoms its energies depend on
+    // (interaction range / cutoff - 1 hops of full neighbourhoods): the same results to float
+    // rounding, memory bounded by the piece, more model work for the pieces' halos.
+    int64_t atoms = 0;
     RotationOptions rotations;   // symmetrisation of every evaluation
 
     // Parses `key value` tokens over the defaults; `rotations` takes one word (none, random) or
@@ -237,6 +242,9 @@ struct Graph {
     const int64_t* neighbors = nullptr; // [n_edges]
     const double* vectors = nullptr;    // [n_edges, 3] Angstrom
     int64_t n_edges = 0;
+    // [n_nodes, 3] Angstrom, optional: where the option `atoms` splits a large system, pieces
+    // are boxes of these positions (compact, small halos); without them, grown over the graph
+    const double* positions = nullptr;
 };
 
 // One structure of a batch (views into the caller's arrays).
