@@ -5,6 +5,7 @@
 #include "symmetrize.hpp"
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
@@ -202,10 +203,13 @@ struct Model::Impl {
         auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
         // from_blob does not own the caller's memory; it is only read
         detail::DeviceGraph dg;
-        dg.species = torch::from_blob(const_cast<int32_t*>(g.numbers), {n}, i32).to(device, torch::kInt64);
-        dg.centers = torch::from_blob(const_cast<int64_t*>(g.centers), {n_edges}, i64).to(device);
-        dg.neighbors = torch::from_blob(const_cast<int64_t*>(g.neighbors), {n_edges}, i64).to(device);
-        dg.vectors = torch::from_blob(const_cast<double*>(g.vectors), {n_edges, 3}, f64).to(device);
+        {
+            RECORD_USER_SCOPE("symprobe::stage_graph");
+            dg.species = torch::from_blob(const_cast<int32_t*>(g.numbers), {n}, i32).to(device, torch::kInt64);
+            dg.centers = torch::from_blob(const_cast<int64_t*>(g.centers), {n_edges}, i64).to(device);
+            dg.neighbors = torch::from_blob(const_cast<int64_t*>(g.neighbors), {n_edges}, i64).to(device);
+            dg.vectors = torch::from_blob(const_cast<double*>(g.vectors), {n_edges, 3}, f64).to(device);
+        }
         const uint64_t step = request.step >= 0 ? static_cast<uint64_t>(request.step) : rotation_step;
         detail::Symmetrized sym = symmetrizer->evaluate(
             dg, parts, request, step,
@@ -213,6 +217,7 @@ struct Model::Impl {
                 return run_model(s, c, nb, v);
             });
 
+        RECORD_USER_SCOPE("symprobe::forces_and_virial");
         std::vector<Results> results(parts.size());
         const std::vector<double>& weights = symmetrizer->weights();
         const int64_t n_rot = sym.copy_energies.size(0);

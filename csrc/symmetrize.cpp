@@ -3,6 +3,7 @@
 // work stays on the model's device; results cross to the host once per evaluation.
 #include "symmetrize.hpp"
 
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
@@ -127,23 +128,40 @@ Symmetrized Symmetrizer::evaluate(const DeviceGraph& g, const std::vector<Part>&
         const int64_t c = std::min(chunk, n_rot - k0);
         torch::Tensor R = all.narrow(0, k0, c);
         torch::Tensor w = weights_device_.narrow(0, k0, c);
+        // the named scopes are the stages that benchmarks/grid_profile.py times
         // c rotated copies as one graph: row vectors r' = r R^T, nodes offset by copy
-        torch::Tensor input = plain ? g.vectors.unsqueeze(0) : torch::matmul(g.vectors.unsqueeze(0), R.transpose(1, 2));
-        input = input.reshape({c * n_edges, 3}).to(dtype_).detach().requires_grad_(need_grad);
-        torch::Tensor species = g.species, centers = g.centers, neighbors = g.neighbors;
-        if (c > 1) {
-            torch::Tensor offsets = torch::arange(c, i64).mul_(n).unsqueeze(1);
-            species = g.species.repeat({c});
-            centers = (g.centers.unsqueeze(0) + offsets).reshape({-1});
-            neighbors = (g.neighbors.unsqueeze(0) + offsets).reshape({-1});
+        torch::Tensor input, species = g.species, centers = g.centers, neighbors = g.neighbors;
+        {
+            RECORD_USER_SCOPE("symprobe::rotate");
+            input = plain ? g.vectors.unsqueeze(0) : torch::matmul(g.vectors.unsqueeze(0), R.transpose(1, 2));
+            input = input.reshape({c * n_edges, 3}).to(dtype_).detach().requires_grad_(need_grad);
+            if (c > 1) {
+                torch::Tensor offsets = torch::arange(c, i64).mul_(n).unsqueeze(1);
+                species = g.species.repeat({c});
+                centers = (g.centers.unsqueeze(0) + offsets).reshape({-1});
+                neighbors = (g.neighbors.unsqueeze(0) + offsets).reshape({-1});
+            }
         }
         // per-copy energies summed in float64: float32 models carry large element baselines
-        torch::Tensor per_atom = model(species, centers, neighbors, input).view({c, n}).to(torch::kFloat64);
-        torch::Tensor per_copy = torch::zeros({c, n_parts + 1}, f64).index_add(1, node_part, per_atom).narrow(1, 0, n_parts);
-        copy_energies.narrow(0, k0, c).copy_(per_copy.detach());
-        if (request.energies) atom_energies += (per_atom.detach() * w.unsqueeze(1)).sum(0);
+        torch::Tensor per_atom, per_copy;
+        {
+            RECORD_USER_SCOPE("symprobe::model_forward");
+            per_atom = model(species, centers, neighbors, input).view({c, n});
+        }
+        {
+            RECORD_USER_SCOPE("symprobe::energies");
+            per_atom = per_atom.to(torch::kFloat64);
+            per_copy = torch::zeros({c, n_parts + 1}, f64).index_add(1, node_part, per_atom).narrow(1, 0, n_parts);
+            copy_energies.narrow(0, k0, c).copy_(per_copy.detach());
+            if (request.energies) atom_energies += (per_atom.detach() * w.unsqueeze(1)).sum(0);
+        }
         if (!need_grad) continue;
-        torch::Tensor grad = gradient_of((per_copy * w.unsqueeze(1)).sum(), input);
+        torch::Tensor grad;
+        {
+            RECORD_USER_SCOPE("symprobe::model_backward");
+            grad = gradient_of((per_copy * w.unsqueeze(1)).sum(), input);
+        }
+        RECORD_USER_SCOPE("symprobe::rotate_back");
         if (!grad.defined()) grad = torch::zeros_like(input);  // no edges, or E independent of them
         // back to the lab frame (row form: g_lab = g_rot R), still weighted by w_k
         torch::Tensor back = grad.to(torch::kFloat64).view({c, n_edges, 3});

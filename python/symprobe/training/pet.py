@@ -20,6 +20,7 @@ from torch import nn
 
 
 N_RADIAL = 16  # Gaussians in |r| beside the raw vector: sharp radial resolution learns fast
+N_GROUPS = 4   # atoms with edges, in groups by neighbour count, each padded to its own widest
 
 
 def cutoff_function(r: torch.Tensor, cutoff: float, width: float) -> torch.Tensor:
@@ -92,6 +93,7 @@ class PET(nn.Module):
         self.cutoff = float(cutoff)
         self.cutoff_width = float(cutoff_width)
         self.n_radial = N_RADIAL  # TorchScript reads attributes, not globals
+        self.n_groups = N_GROUPS
         index = torch.full((119,), -1, dtype=torch.long)
         for k, z in enumerate(self.elements):
             index[z] = k
@@ -124,36 +126,74 @@ class PET(nn.Module):
         radial = torch.exp(-0.5 * ((r.unsqueeze(1) - centres) / sigma) ** 2)
         geometry = torch.cat([vectors, radial], dim=1)
 
-        # slot of every edge in a padded [atoms, max_neighbours] layout (any edge order)
+        # Atoms in groups of similar neighbour counts, each group padded to its own widest
+        # neighbourhood (token tensors [atoms, 1 + width, d]): atoms without edges (LAMMPS's
+        # remote neighbours, a piece's halo) cost one token, not the widest neighbourhood.
         counts = torch.bincount(centers, minlength=n_atoms)
-        width = int(counts.max().item()) if n_edges > 0 else 0
+        by_count = torch.sort(counts, stable=True)[1]  # atoms, fewest neighbours first
+        sorted_counts = counts[by_count]
+        position = torch.empty_like(by_count)  # of each atom in by_count
+        position[by_count] = torch.arange(n_atoms, device=centers.device)
+        # rank of every edge among the edges of its centre (any edge order)
         order = torch.sort(centers, stable=True)[1]
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.empty_like(order)
         rank[order] = torch.arange(n_edges, device=centers.device)
-        slot = centers * width + (rank - starts[centers])
+        rank = rank - starts[centers]
+        empty = int((sorted_counts == 0).sum().item())
+        bounds = [0, empty] if empty > 0 else [0]
+        for k in range(1, self.n_groups + 1):
+            bound = empty + (n_atoms - empty) * k // self.n_groups
+            if bound > bounds[-1]:
+                bounds.append(bound)
+        edge_position = position[centers]
+        group_atoms: List[torch.Tensor] = []
+        group_edges: List[torch.Tensor] = []
+        group_slots: List[torch.Tensor] = []
+        group_log_weights: List[torch.Tensor] = []
         # attention weight of each token: 1 for the atom, the cutoff function for an edge, none
         # for padding; as a logarithm, with the cutoff function kept above 1e-30 (a normal
         # number in float32) so that an edge exactly at the cutoff has a finite gradient
-        log_weights = torch.full((n_atoms * width,), -math.inf, dtype=vectors.dtype,
-                                 device=vectors.device)
-        log_weights[slot] = torch.log(torch.clamp(fc, min=1e-30))
-        log_weights = torch.cat([torch.zeros(n_atoms, 1, dtype=vectors.dtype, device=vectors.device),
-                                 log_weights.reshape(n_atoms, width)], dim=1)
+        log_fc = torch.log(torch.clamp(fc, min=1e-30))
+        for g in range(len(bounds) - 1):
+            first, last = bounds[g], bounds[g + 1]
+            width = int(sorted_counts[last - 1].item())
+            edges = torch.nonzero((edge_position >= first) & (edge_position < last)).flatten()
+            slot = (edge_position[edges] - first) * width + rank[edges]
+            log_weights = torch.full(((last - first) * width,), -math.inf, dtype=vectors.dtype,
+                                     device=vectors.device)
+            log_weights[slot] = log_fc[edges]
+            group_atoms.append(by_count[first:last])
+            group_edges.append(edges)
+            group_slots.append(slot)
+            group_log_weights.append(torch.cat(
+                [torch.zeros(last - first, 1, dtype=vectors.dtype, device=vectors.device),
+                 log_weights.reshape(last - first, width)], dim=1))
+        # outputs come out group by group: back to atom and edge order
+        edge_back = torch.empty_like(centers)
+        edge_back[torch.cat(group_edges)] = torch.arange(n_edges, device=centers.device)
 
         atom = self.atom_species(s).to(vectors.dtype)
         energies = torch.zeros(n_atoms, dtype=vectors.dtype, device=vectors.device)
         for layer in self.layers:
             edge = (layer.geometry(geometry) + layer.neighbor_species(s[neighbors])
                     + layer.neighbor_token(atom)[neighbors])
-            padded = torch.zeros(n_atoms * width, edge.shape[1], dtype=edge.dtype,
-                                 device=edge.device)
-            padded[slot] = edge
-            tokens = torch.cat([atom.unsqueeze(1), padded.reshape(n_atoms, width, -1)], dim=1)
-            for block in layer.blocks:
-                tokens = block(tokens, log_weights)
-            atom = tokens[:, 0]
-            edge_out = tokens[:, 1:].reshape(n_atoms * width, -1)[slot]
+            atom_parts: List[torch.Tensor] = []
+            edge_parts: List[torch.Tensor] = []
+            for g in range(len(group_atoms)):
+                n_group = group_atoms[g].shape[0]
+                width = group_log_weights[g].shape[1] - 1
+                padded = torch.zeros(n_group * width, edge.shape[1], dtype=edge.dtype,
+                                     device=edge.device)
+                padded[group_slots[g]] = edge[group_edges[g]]
+                tokens = torch.cat([atom[group_atoms[g]].unsqueeze(1),
+                                    padded.reshape(n_group, width, edge.shape[1])], dim=1)
+                for block in layer.blocks:
+                    tokens = block(tokens, group_log_weights[g])
+                atom_parts.append(tokens[:, 0])
+                edge_parts.append(tokens[:, 1:].reshape(n_group * width, edge.shape[1])[group_slots[g]])
+            atom = torch.cat(atom_parts)[position]
+            edge_out = torch.cat(edge_parts)[edge_back]
             energies = energies + layer.atom_energy(atom).squeeze(-1)
             energies = energies.index_add(0, centers, layer.bond_energy(edge_out).squeeze(-1) * fc)
         # float64 even for a float32 model: baselines are ~100 eV per atom, and float32 sums
