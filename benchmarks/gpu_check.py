@@ -56,8 +56,8 @@ def measure(label, path, atoms_count, device, rotations, repeats):
            "chunk": model.chunk, "copies_per_step": copies_per_evaluation(evaluate, device)}
     if device.startswith("cuda"):
         import torch
-        row["peak_device_memory_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
-        torch.cuda.reset_peak_memory_stats()
+        row["peak_device_memory_mb"] = torch.cuda.max_memory_allocated(torch.device(device)) / 2 ** 20
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
     print(json.dumps(row), flush=True)
     return row
 
@@ -89,13 +89,14 @@ def main():
                     try:
                         rows.append(measure(label, path, n, args.device, rotations, args.repeats))
                     except (RuntimeError, ValueError) as error:  # e.g. out of device memory: keep going
-                        rows.append({"model": label, "atoms": n, "rotations": rotations,
+                        rows.append({"model": label, "atoms": n, "rotations": 1 if rotations == "none" else 36,
                                      "error": str(error).splitlines()[0]})
                         print(json.dumps(rows[-1]), flush=True)
                         if args.device.startswith("cuda"):
-                            torch.cuda.empty_cache()
+                            torch.cuda.empty_cache()  # the next row starts with the device's memory free
     payload = {"benchmark": "gpu_check", "device": args.device, "torch": torch.__version__,
-               "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+               "device_name": (torch.cuda.get_device_name(torch.device(args.device))
+                               if args.device.startswith("cuda") else "cpu"),
                "rows": rows, "wall_seconds": time.perf_counter() - t0}
     if args.output:
         out = Path(args.output)

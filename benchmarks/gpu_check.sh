@@ -37,5 +37,5 @@ echo "== build ($python)"
 echo "== tests marked device, on $device"
 SYMPROBE_TEST_DEVICE="$device" "$python" -m pytest -q -m device -p no:cacheprovider tests
 echo "== throughput"
-"$python" benchmarks/gpu_check.py --device "$device" "${quick[@]}" "${output[@]}"
+"$python" benchmarks/gpu_check.py --device "$device" ${quick[@]+"${quick[@]}"} ${output[@]+"${output[@]}"}
 echo "== done in $(( $(date +%s) - started )) s"

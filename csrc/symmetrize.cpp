@@ -161,12 +161,15 @@ Symmetrized Symmetrizer::evaluate(const DeviceGraph& g, const std::vector<Part>&
             RECORD_USER_SCOPE("symprobe::model_backward");
             grad = gradient_of((per_copy * w.unsqueeze(1)).sum(), input);
         }
-        RECORD_USER_SCOPE("symprobe::rotate_back");
-        if (!grad.defined()) grad = torch::zeros_like(input);  // no edges, or E independent of them
-        // back to the lab frame (row form: g_lab = g_rot R), still weighted by w_k
-        torch::Tensor back = grad.to(torch::kFloat64).view({c, n_edges, 3});
-        if (!plain) back = torch::matmul(back, R);
-        gradient += back.sum(0);
+        torch::Tensor back;
+        {
+            RECORD_USER_SCOPE("symprobe::rotate_back");
+            if (!grad.defined()) grad = torch::zeros_like(input);  // no edges, or E independent of them
+            // back to the lab frame (row form: g_lab = g_rot R), still weighted by w_k
+            back = grad.to(torch::kFloat64).view({c, n_edges, 3});
+            if (!plain) back = torch::matmul(back, R);
+            gradient += back.sum(0);
+        }
         if (spread) {
             torch::Tensor forces = torch::zeros({c, n, 3}, f64);
             forces.index_add_(1, g.centers, back).index_add_(1, g.neighbors, -back);

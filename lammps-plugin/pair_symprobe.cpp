@@ -10,6 +10,7 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#include "universe.h"
 #include "update.h"
 #include "utils.h"
 
@@ -80,8 +81,9 @@ void PairSymprobe::load() {
                           "one structure per rank");
     }
     if (options.device == "cuda") {  // each rank takes the GPU of its node-local rank
+        // among all of LAMMPS's ranks (every partition of -partition, e.g. the beads of PIMD)
         MPI_Comm node;
-        MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
+        MPI_Comm_split_type(universe->uworld, MPI_COMM_TYPE_SHARED, universe->me, MPI_INFO_NULL, &node);
         int local_rank = 0, local_ranks = 1;
         MPI_Comm_rank(node, &local_rank);
         MPI_Comm_size(node, &local_ranks);

@@ -25,6 +25,10 @@ def accelerator():
     if DEVICE_UNDER_TEST.startswith("cuda") and not torch.cuda.is_available():
         pytest.skip("needs a CUDA device and a CUDA build of torch (SYMPROBE_TEST_DEVICE=cpu runs "
                     "it on the CPU)")
+    index = DEVICE_UNDER_TEST.partition(":")[2]
+    if index and int(index) >= torch.cuda.device_count():
+        pytest.skip(f"SYMPROBE_TEST_DEVICE={DEVICE_UNDER_TEST}, but torch sees "
+                    f"{torch.cuda.device_count()} CUDA device(s)")
     return DEVICE_UNDER_TEST
 
 

@@ -114,9 +114,11 @@ def test_lammps_example_commands(tmp_path):
         assert run.returncode == 0, command + "\n" + run.stdout[-3000:] + run.stderr[-3000:]
         rows = lammps_thermo((work / "log.lammps").read_text())
         assert rows.shape == (5, 8) and np.all(np.isfinite(rows))
-        assert rows[0, 2] == pytest.approx(ref["energy"], rel=1e-10), command
-        # a float32 model: LAMMPS's graph (ghost images) sums the virial in another order, so
-        # the torque (an antisymmetric part of W) agrees to float32 rounding of |W|
+        # a float32 model: LAMMPS's graph lists each atom's edges in another order, so every
+        # attention sums in another order; the per-atom energies agree to float32 rounding
+        # (6e-8 of O(1) eV network energies), their sum over 192 atoms to ~1e-5 eV
+        assert rows[0, 2] == pytest.approx(ref["energy"], abs=1e-5), command
+        # and the torque (an antisymmetric part of W) agrees to float32 rounding of |W|
         np.testing.assert_allclose(rows[0, 5:], ref["net_torque"], atol=1e-6 * np.abs(ref["virial"]).max())
         assert np.all(rows[:, 3] == 0.0)  # one rotation per step: no spread
 
@@ -130,7 +132,8 @@ def test_gpu_check_on_the_cpu(tmp_path):
     out = subprocess.run(["bash", "-c", block], cwd=tmp_path, env=shell_env(), capture_output=True,
                          text=True, timeout=900)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "passed" in out.stdout and "failed" not in out.stdout
+    summary = re.search(r"^(\d+) passed, \d+ deselected in", out.stdout, re.M)  # the device tests
+    assert summary and int(summary.group(1)) >= 4, out.stdout
     payload = json.loads((tmp_path / "gpu-check-cpu.json").read_text())
     assert payload["device"] == "cpu"
     rows = {(r["model"], r["rotations"]) for r in payload["rows"]}

@@ -215,15 +215,19 @@ def deep_pet(tmp_path_factory):
                                  dtype=torch.float64)
 
 
-@pytest.mark.parametrize("options", [{}, dict(rotations="grid 1", inversion=True),
-                                     dict(rotations="random", seed=5)])
-def test_pieces_give_the_whole_system(deep_pet, options):
+@pytest.mark.parametrize("options,triclinic", [({}, False), ({}, True),
+                                               (dict(rotations="grid 1", inversion=True), False),
+                                               (dict(rotations="random", seed=5), True)])
+def test_pieces_give_the_whole_system(deep_pet, options, triclinic):
     """The option `atoms`: a system larger than N is evaluated in pieces of at most N atoms, each
     with the atoms its energies depend on (2 hops of full neighbourhoods for 3 layers). Energies,
     forces, virial, per-atom quantities and rotation energies equal one call on the whole
     system, by positions (boxes) and by the graph alone; the random stream advances once per
     evaluation, not once per piece."""
     atoms = water_box(64, seed=12)
+    if triclinic:
+        shear = np.array([[1.0, 0.0, 0.0], [0.3, 1.0, 0.0], [-0.2, 0.25, 1.0]])
+        atoms.set_cell(atoms.cell.array @ shear, scale_atoms=True)
     atoms.positions += 7.0  # unwrapped positions: pieces are boxes of the wrapped ones
     whole_model = symprobe.load_model(deep_pet, **options)
     whole = compute(whole_model, atoms, energies=True, atomic_virials=True)

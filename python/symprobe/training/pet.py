@@ -140,12 +140,17 @@ class PET(nn.Module):
         rank = torch.empty_like(order)
         rank[order] = torch.arange(n_edges, device=centers.device)
         rank = rank - starts[centers]
+        # groups end at the counts of equally spaced quantiles, and all atoms with one count
+        # share a group: an atom's tensor shapes, and so its rounding, depend on the counts
+        # alone, not on the order of the atoms (LAMMPS and the core number them differently)
         empty = int((sorted_counts == 0).sum().item())
         bounds = [0, empty] if empty > 0 else [0]
         for k in range(1, self.n_groups + 1):
-            bound = empty + (n_atoms - empty) * k // self.n_groups
-            if bound > bounds[-1]:
-                bounds.append(bound)
+            quantile = empty + (n_atoms - empty) * k // self.n_groups
+            if quantile > bounds[-1]:
+                bound = int((sorted_counts <= sorted_counts[quantile - 1]).sum().item())
+                if bound > bounds[-1]:
+                    bounds.append(bound)
         edge_position = position[centers]
         group_atoms: List[torch.Tensor] = []
         group_edges: List[torch.Tensor] = []
