@@ -3,6 +3,7 @@ systems, tiny and large cells and atoms outside the cell."""
 import itertools
 
 import numpy as np
+import torch
 import pytest
 from ase.neighborlist import primitive_neighbor_list
 from hypothesis import HealthCheck, given, settings
@@ -135,24 +136,62 @@ def test_threads_give_identical_lists():
         np.testing.assert_array_equal(a, b)
 
 
-def test_verlet_skin_reuse(invariant_model, reference_path):
-    """A list re-used within the skin gives the same results as a fresh build every call."""
-    from symprobe.water import water_box
+class _TaperedPair(torch.nn.Module):
+    """Pair energy 0.5 (rc - r)^2 (eV, a quarter on each directed edge): every pair inside the
+    cutoff counts."""
 
-    atoms = water_box(32, seed=4)
-    skinned = symprobe.load_model(reference_path("water-reference"), skin=0.6)
-    rng = np.random.default_rng(0)
-    for step in range(8):
-        atoms.positions += rng.normal(0, 0.04, atoms.positions.shape)
-        ref = invariant_model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
-        got = skinned.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
-        assert got["energy"] == pytest.approx(ref["energy"], rel=1e-12, abs=1e-12)
-        np.testing.assert_allclose(got["forces"], ref["forces"], atol=1e-10)
-    # moving an atom by more than skin/2 must trigger a rebuild that finds new pairs
-    atoms.positions[0] += [1.0, 0.0, 0.0]
-    ref = invariant_model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+    def forward(self, species, centers, neighbors, vectors):
+        r = torch.linalg.norm(vectors, dim=1)
+        energies = torch.zeros(species.shape[0], dtype=vectors.dtype)
+        return energies.index_add(0, centers, 0.25 * (3.0 - r) ** 2)
+
+
+@pytest.fixture(scope="module")
+def tapered_pair(tmp_path_factory):
+    return symprobe.export_model(_TaperedPair(), tmp_path_factory.mktemp("taper") / "pair.pt",
+                                 cutoff=3.0, elements=["H", "O"], dtype=torch.float64)
+
+
+def _two_atoms(distance, box=12.0):
+    """Two H atoms on x at `distance` (A) in a cubic box, far from their images."""
+    import ase
+    return ase.Atoms("H2", positions=[[2.0, 5.0, 5.0], [2.0 + distance, 5.0, 5.0]],
+                     cell=[box] * 3, pbc=True)
+
+
+def _compare(skinned, fresh, atoms):
     got = skinned.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
-    assert got["energy"] == pytest.approx(ref["energy"], rel=1e-12)
+    ref = fresh.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+    assert got["energy"] == pytest.approx(ref["energy"], rel=1e-12, abs=1e-14)
+    np.testing.assert_allclose(got["forces"], ref["forces"], atol=1e-12)
+    return ref["energy"]
+
+
+def test_verlet_list_keeps_the_skin_shell_and_rebuilds_past_half_the_skin(tapered_pair):
+    """skin 0.6 A, cutoff 3 A. A pair 3.51 A apart (inside cutoff + skin) that approaches by
+    0.54 A (each atom 0.27 A, below skin/2: no rebuild) must come from the skin shell; a pair
+    3.66 A apart (beyond cutoff + skin) that approaches by 0.72 A (each atom 0.36 A, past
+    skin/2) must trigger a rebuild. Both end inside the cutoff with non-zero energy."""
+    fresh = symprobe.load_model(tapered_pair)
+    for start, step in ((3.51, 0.27), (3.66, 0.36)):
+        skinned = symprobe.load_model(tapered_pair, skin=0.6)
+        atoms = _two_atoms(start)
+        assert _compare(skinned, fresh, atoms) == 0.0
+        atoms.positions[0, 0] += step
+        atoms.positions[1, 0] -= step
+        assert _compare(skinned, fresh, atoms) > 1e-4  # the pair is inside the cutoff
+
+
+def test_verlet_list_rebuilds_when_the_cell_changes(tapered_pair):
+    """Atoms that do not move, a box that shrinks: the periodic image of the pair comes from
+    3.72 A (beyond cutoff + skin) to 2.92 A, inside the cutoff; only the cell change can
+    trigger the rebuild that finds it."""
+    skinned = symprobe.load_model(tapered_pair, skin=0.6)
+    fresh = symprobe.load_model(tapered_pair)
+    atoms = _two_atoms(8.28, box=12.0)  # image distance 12 - 8.28 = 3.72 A
+    assert _compare(skinned, fresh, atoms) == 0.0
+    atoms.set_cell([11.2] * 3, scale_atoms=False)  # image distance 2.92 A
+    assert _compare(skinned, fresh, atoms) > 1e-4
 
 
 def test_bad_neighbor_inputs():

@@ -374,3 +374,31 @@ def test_batches_give_the_same_results_whatever_the_structures_per_call(referenc
 def test_bad_batch_option(reference_path):
     with pytest.raises(ValueError, match="batch must be a non-negative integer"):
         symprobe.load_model(reference_path("water-orientation"), batch=-1)
+
+
+def test_randomize_reorients_the_whole_grid_each_step(reference_path, box):
+    """randomize: the grid of step k is G_i R(seed, k), with R the rotation that `rotations
+    random` draws at step k (i-PI's <ffrotations random="true">), the weights unchanged and
+    inversion applied after; a model's rotation energies change from one evaluation to the next,
+    and each is the plain model's energy of the structure rotated by its matrix."""
+    grid, weights = symprobe.rotation_set("grid 2", step=0)
+    for k in (0, 5):
+        r = symprobe.rotation_set("random", seed=7, step=k)[0][0]
+        matrices, w = symprobe.rotation_set("grid 2", randomize=True, seed=7, step=k)
+        np.testing.assert_allclose(matrices, grid @ r, atol=1e-14)
+        np.testing.assert_allclose(w, weights)
+        improper, _ = symprobe.rotation_set("grid 2", randomize=True, inversion=True, seed=7, step=k)
+        np.testing.assert_allclose(improper, np.concatenate([grid @ r, -(grid @ r)]), atol=1e-14)
+    path = reference_path("water-orientation")
+    model = symprobe.load_model(path, rotations="grid 2", randomize=True, seed=7)
+    plain = symprobe.load_model(path)
+    first = compute(model, box)["rotation_energies"]
+    second = compute(model, box)["rotation_energies"]
+    assert np.abs(first - second).max() > 1e-4
+    for step, energies in ((0, first), (1, second)):
+        matrices, _ = symprobe.rotation_set("grid 2", randomize=True, seed=7, step=step)
+        for i in (0, 7):
+            turned = box.copy()
+            turned.positions = box.positions @ matrices[i].T
+            turned.cell = box.cell.array @ matrices[i].T
+            assert energies[i] == pytest.approx(compute(plain, turned)["energy"], rel=1e-10)
