@@ -465,3 +465,27 @@ def test_device_on_two_ranks_equals_core_on_cpu(tmp_path, accelerator):
     np.testing.assert_allclose(pv[:6], expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
     log = (tmp_path / "screen.txt").read_text()
     assert ("node-local rank r uses cuda:(r mod" in log) == (accelerator == "cuda")
+
+
+def test_units_real(tmp_path):
+    """units real: energies, per-atom energies and forces are the core's eV values x 23.0605...
+    (kcal/mol per eV, CODATA 2018), and the virial pressure is in atm (LAMMPS's nktv2p of real
+    units); positions stay in Angstrom."""
+    kcal_per_mol_per_ev = 23.060547830619026
+    nktv2p_real = 68568.415  # LAMMPS: atm per (kcal/mol)/A^3
+    atoms = water_box(27, seed=5)
+    lmp_atoms = write_data(atoms, tmp_path / "data.lmp")
+    path = bundled_path("water-orientation")
+    _, out = run_lammps(tmp_path, header(path, units="real") + EVAL)
+    ref = symprobe.load_model(path).compute(lmp_atoms.positions, lmp_atoms.numbers,
+                                            lmp_atoms.cell.array, True)
+    pe, pe_sum = values(out, "PE")[0]
+    pv = values(out, "PV")[0]
+    forces = read_dump_forces(tmp_path / "forces.dump", len(atoms))
+    assert pe == pytest.approx(kcal_per_mol_per_ev * ref["energy"], rel=1e-10)
+    assert pe_sum == pytest.approx(kcal_per_mol_per_ev * ref["energy"], rel=1e-10)
+    np.testing.assert_allclose(forces, kcal_per_mol_per_ev * ref["forces"],
+                               atol=1e-10 * kcal_per_mol_per_ev * np.abs(ref["forces"]).max())
+    W = kcal_per_mol_per_ev * 0.5 * (ref["virial"] + ref["virial"].T)
+    expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * nktv2p_real / pv[6]
+    np.testing.assert_allclose(pv[:6], expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
