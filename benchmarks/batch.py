@@ -10,13 +10,12 @@ markdown table (medians, seconds per B structures).
 import argparse
 import json
 import resource
-import subprocess
 import sys
 
 import numpy as np
 
 import symprobe
-from common import median_time, water_system, write_json
+from common import child_json, median_time, print_table, water_system, write_json
 
 
 def child(model_name, beads, repeats):
@@ -54,17 +53,15 @@ def main():
         return
     rows = []
     for model in args.models:
-        out = subprocess.run([sys.executable, __file__, "--child", model, "--beads", str(args.beads),
-                              "--repeats", str(args.repeats)], capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        rows.append(child_json([sys.executable, __file__, "--child", model, "--beads", str(args.beads),
+                                "--repeats", str(args.repeats)]))
         print(rows[-1], flush=True)
     path = write_json("batch", {"benchmark": "batch", "threads": 1, "rows": rows})
     print(f"\nwrote {path}\n")
-    print("| model | beads x atoms | separate calls (s) | one call (s) | automatic (s) | automatic batch | auto / separate |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['beads']} x {r['atoms']} | {r['separate_s']:.3f} | {r['one_call_s']:.3f} | "
-              f"{r['auto_s']:.3f} | {r['auto_batch']} | {r['auto_s'] / r['separate_s']:.2f} |")
+    print_table(["model", "beads x atoms", "separate calls (s)", "one call (s)", "automatic (s)",
+                 "automatic batch", "auto / separate"],
+                [[r["model"], f"{r['beads']} x {r['atoms']}", f"{r['separate_s']:.3f}", f"{r['one_call_s']:.3f}",
+                  f"{r['auto_s']:.3f}", str(r["auto_batch"]), f"{r['auto_s'] / r['separate_s']:.2f}"] for r in rows])
 
 
 if __name__ == "__main__":

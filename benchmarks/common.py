@@ -3,6 +3,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -36,6 +37,35 @@ def pet_size_model(path) -> int:
     symprobe.export_model(module, path, cutoff=4.0, interaction_range=module.interaction_range,
                           elements=["H", "O"], dtype=torch.float32, overwrite=True)
     return sum(p.numel() for p in module.parameters())
+
+
+def settled(model, x, z, cell, pbc=True):
+    """Evaluates until the automatic rotation chunk has finished its trials (at most 12 calls),
+    so that timings see the size it settled on; returns the last result."""
+    for _ in range(12):
+        result = model.compute(x, z, cell, pbc)
+        if model.chunk > 0 or len(result["rotation_energies"]) == 1:
+            break
+    return result
+
+
+def last_json(stdout: str) -> dict:
+    """The JSON object on the last line a benchmark's child process printed."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def child_json(cmd, **kwargs) -> dict:
+    """Runs a benchmark's child process (a fresh process: its own peak memory, no warm caches)
+    and returns the JSON object of its last output line."""
+    return last_json(subprocess.run(cmd, capture_output=True, text=True, check=True, **kwargs).stdout)
+
+
+def print_table(header, rows):
+    """A Markdown table: `header` names, `rows` lists of formatted cells."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 
 def median_time(fn, repeats: int, warmup: int = 1) -> float:

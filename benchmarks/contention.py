@@ -10,7 +10,7 @@ import json
 import subprocess
 import sys
 
-from common import median_time, water_system, write_json
+from common import last_json, median_time, water_system, write_json
 
 
 def child(rep):
@@ -25,7 +25,7 @@ def child(rep):
 def run(rep, processes):
     procs = [subprocess.Popen([sys.executable, __file__, "--child", str(rep)], stdout=subprocess.PIPE, text=True)
              for _ in range(processes)]
-    return [json.loads(p.communicate()[0].strip().splitlines()[-1])["seconds"] for p in procs]
+    return [last_json(p.communicate()[0])["seconds"] for p in procs]
 
 
 def main():

@@ -10,11 +10,10 @@ markdown table.
 import argparse
 import json
 import resource
-import subprocess
 import sys
 
 import symprobe
-from common import median_time, water_system, write_json
+from common import child_json, median_time, print_table, water_system, write_json
 
 
 def measure(model_name, rep, threads):
@@ -49,19 +48,16 @@ def main():
         return
     rows = []
     for rep in args.sizes:
-        out = subprocess.run([sys.executable, __file__, "--model", args.model, "--threads",
-                              str(args.threads), "--child", str(rep)],
-                             capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        rows.append(child_json([sys.executable, __file__, "--model", args.model, "--threads",
+                                str(args.threads), "--child", str(rep)]))
         print(rows[-1], flush=True)
     name = "evaluator" if args.model == "water-reference" else f"evaluator_{args.model}"
     path = write_json(name, {"benchmark": "evaluator", "rows": rows})
     print(f"\nwrote {path}\n")
-    print("| atoms | E+F+W (ms) | E only (ms) | neighbour list (ms) | us/atom | peak RSS over import (MB) |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['atoms']} | {r['compute_ms']:.2f} | {r['energy_only_ms']:.2f} | "
-              f"{r['neighbors_ms']:.2f} | {r['us_per_atom']:.1f} | {r['peak_rss_mb_over_import']:.0f} |")
+    print_table(["atoms", "E+F+W (ms)", "E only (ms)", "neighbour list (ms)", "us/atom",
+                 "peak RSS over import (MB)"],
+                [[str(r["atoms"]), f"{r['compute_ms']:.2f}", f"{r['energy_only_ms']:.2f}", f"{r['neighbors_ms']:.2f}",
+                  f"{r['us_per_atom']:.1f}", f"{r['peak_rss_mb_over_import']:.0f}"] for r in rows])
 
 
 if __name__ == "__main__":

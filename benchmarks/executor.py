@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import symprobe
-from common import median_time, water_system, write_json
+from common import median_time, print_table, water_system, write_json
 from symprobe.models import BUNDLED, bundled_path
 
 
@@ -72,11 +72,10 @@ def main():
     path = write_json("executor", {"benchmark": "executor", "torch": torch.__version__,
                                    "rows": rows})
     print(f"\nwrote {path}\n")
-    print("| model | atoms | optimising executor (ms) | unoptimised, frozen weights (ms) | speed-up | core E+F+W (ms) |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['atoms']} | {r['optimised_ms']:.1f} | {r['unoptimised_ms']:.1f} "
-              f"| {r['speedup']:.2f} | {r['core_compute_ms']:.1f} |")
+    print_table(["model", "atoms", "optimising executor (ms)", "unoptimised, frozen weights (ms)",
+                 "speed-up", "core E+F+W (ms)"],
+                [[r["model"], str(r["atoms"]), f"{r['optimised_ms']:.1f}", f"{r['unoptimised_ms']:.1f}",
+                  f"{r['speedup']:.2f}", f"{r['core_compute_ms']:.1f}"] for r in rows])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import symprobe
-from common import median_time, pet_size_model, water_system, write_json
+from common import median_time, pet_size_model, settled, water_system, write_json
 
 REPEATS = {192: 1, 1536: 2, 12288: 4}  # copies of the 192-atom frame per side
 
@@ -40,10 +40,7 @@ def measure(label, path, atoms_count, device, rotations, repeats):
     options = dict(device=device) if rotations == "none" else dict(device=device, rotations=rotations,
                                                                    inversion=True)
     model = symprobe.load_model(path, **options)
-    for _ in range(12):  # the automatic chunk choice tries sizes over the first evaluations
-        result = model.compute(x, z, cell, True)
-        if rotations == "none" or model.chunk > 0:
-            break
+    result = settled(model, x, z, cell)
     sync = (lambda: __import__("torch").cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
 
     def evaluate():

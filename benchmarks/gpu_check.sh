@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, ready for the day a GPU is lent: builds the core against the torch found, runs
 # the tests marked `device` on the device, and measures throughput and host<->device copies
-# (benchmarks/gpu_check.py), all in under 8 minutes on a GPU. Runs on the CPU as well.
+# (benchmarks/gpu_check.py); meant to take under 8 minutes on a GPU (not yet timed on one).
+# Runs on the CPU as well.
 #
 #   bash benchmarks/gpu_check.sh [--device cuda|cpu] [--quick] [--output FILE]
 #

@@ -17,7 +17,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import symprobe
-from common import median_time, water_system, write_json
+from common import median_time, print_table, settled, water_system, write_json
 
 STAGES = ["stage_graph", "rotate", "model_forward", "energies", "model_backward", "rotate_back",
           "forces_and_virial"]
@@ -28,10 +28,7 @@ def breakdown(model_name, repeats):
     x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
     plain = symprobe.load_model(model_name, threads=1)
     grid = symprobe.load_model(model_name, threads=1, rotations="grid 2", inversion=True)
-    for _ in range(12):  # let the automatic chunk settle
-        grid.compute(x, z, cell, True)
-        if grid.chunk > 0:
-            break
+    settled(grid, x, z, cell)
     t_plain = median_time(lambda: plain.compute(x, z, cell, True), 5 * repeats, warmup=1)
     t_grid = median_time(lambda: grid.compute(x, z, cell, True), repeats, warmup=0)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -61,11 +58,9 @@ def main():
         rows.append(breakdown(name, args.repeats))
         print(json.dumps(rows[-1]), flush=True)
     print(f"wrote {write_json('grid_profile', {'benchmark': 'grid_profile', 'rows': rows})}")
-    print("| stage | " + " | ".join(f"{r['model']} (ms, share)" for r in rows) + " |")
-    print("|---|" + "---|" * len(rows))
-    for stage in rows[0]["stages_ms"]:
-        print(f"| {stage} | " + " | ".join(
-            f"{r['stages_ms'][stage]:.2f} ({100 * r['stages_fraction'][stage]:.0f} %)" for r in rows) + " |")
+    print_table(["stage"] + [f"{r['model']} (ms, share)" for r in rows],
+                [[stage] + [f"{r['stages_ms'][stage]:.2f} ({100 * r['stages_fraction'][stage]:.0f} %)" for r in rows]
+                 for stage in rows[0]["stages_ms"]])
 
 
 if __name__ == "__main__":

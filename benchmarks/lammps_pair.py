@@ -18,7 +18,7 @@ from pathlib import Path
 import ase.io
 
 import symprobe
-from common import median_time, water_system, write_json
+from common import median_time, print_table, water_system, write_json
 from symprobe.models import bundled_path
 
 BIN = Path(sys.executable).parent
@@ -84,11 +84,9 @@ def main():
     name = "lammps_pair" if args.model == "water-reference" else f"lammps_pair_{args.model}"
     path = write_json(name, {"benchmark": "lammps_pair", "rows": rows})
     print(f"wrote {path}")
-    print("| atoms | core (ms) | " + " | ".join(f"LAMMPS {n} rank(s) (ms/step)" for n in args.ranks) + " |")
-    print("|---|---|" + "---|" * len(args.ranks))
-    for r in rows:
-        print(f"| {r['atoms']} | {r['core_ms']:.2f} | "
-              + " | ".join(f"{r[f'lammps_{n}rank_ms']:.2f}" for n in args.ranks) + " |")
+    print_table(["atoms", "core (ms)"] + [f"LAMMPS {n} rank(s) (ms/step)" for n in args.ranks],
+                [[str(r["atoms"]), f"{r['core_ms']:.2f}"] + [f"{r[f'lammps_{n}rank_ms']:.2f}" for n in args.ranks]
+                 for r in rows])
 
 
 if __name__ == "__main__":

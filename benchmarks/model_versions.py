@@ -14,19 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import HERE, write_json
-
-MEASURE = """
-import json, resource, sys
-sys.path.insert(0, {benchmarks!r})
-import symprobe
-from common import median_time, water_system
-atoms = water_system(2)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-model = symprobe.load_model({path!r}, threads=1)
-seconds = median_time(lambda: model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True), 5, warmup=2)
-print(json.dumps({{"seconds": seconds, "peak_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}}))
-"""
+from common import HERE, child_json, write_json
 
 
 def main():
@@ -42,9 +30,10 @@ def main():
         runs = {args.commit: [], "current": []}
         for _ in range(args.rounds):
             for label, path in ((args.commit, str(earlier)), ("current", current)):
-                out = subprocess.run([sys.executable, "-c", MEASURE.format(benchmarks=str(HERE), path=path)],
-                                     capture_output=True, text=True, check=True)
-                runs[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                # benchmarks/evaluator.py's measurement: a fresh process, median time, peak RSS
+                row = child_json([sys.executable, str(HERE / "evaluator.py"), "--model", path,
+                                  "--threads", "1", "--child", "2"])
+                runs[label].append({"seconds": row["compute_ms"] / 1e3, "peak_mb": row["peak_rss_mb_over_import"]})
     summary = {label: {"seconds": statistics.median(r["seconds"] for r in rs),
                        "peak_mb": statistics.median(r["peak_mb"] for r in rs)} for label, rs in runs.items()}
     summary["speedup"] = summary[args.commit]["seconds"] / summary["current"]["seconds"]

@@ -14,12 +14,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from common import HERE, write_json
+from common import HERE, child_json, write_json
 
 CASES = [  # (model, repeats of the 192-atom frame, rotations, inversion)
     ("water-reference", 1, "none", False),
@@ -43,8 +42,7 @@ def measure(case, threads, repeats, other):
     env = dict(os.environ)
     if other:
         env["PYTHONPATH"] = os.pathsep.join([other["boot"], other["site"]])
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+    return child_json(cmd, env=env)["seconds"]
 
 
 def main():

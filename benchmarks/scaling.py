@@ -5,22 +5,22 @@ floating-point work of one evaluation (torch's FLOP counter over forward and bac
 the fraction of this CPU's float32 matmul rate that the evaluation reaches.
 
     .venv/bin/python benchmarks/scaling.py [--quick]
-    .venv/bin/python benchmarks/scaling.py --project   # after it and benchmarks/lammps_pair.py
+    .venv/bin/python benchmarks/scaling.py --project   # after it, lammps_pair.py and grid_profile.py
 
---project adds the grid factor of water-pet (grid 2 + inversion over 36 plain evaluations) and
-projections of production runs (from the measured rates and stated GPU figures) to scaling.json.
+--project adds projections of production runs to scaling.json: from the measured rates, the
+2-rank LAMMPS speed-up (lammps_pair_water-pet.json), water-pet's grid 2 + inversion cost over 36
+plain evaluations (grid_profile.json) and stated GPU figures.
 
 Writes benchmarks/results/scaling.json (not with --quick) and prints the table of docs/scaling.md.
 """
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 
 import symprobe
-from common import median_time, water_system, write_json
+from common import child_json, median_time, print_table, water_system, write_json
 
 # (model, repeat n of the 192-atom frame, option atoms); water-pet's 98304 atoms need pieces
 CASES = [(m, n, 0) for m in ("water-reference", "water-orientation", "water-pet") for n in (1, 2, 4)]
@@ -77,22 +77,6 @@ GPU_FLOOR_S = 2e-3      # per model call: a few hundred kernel launches of a 2-l
 STEP_FS = 0.5           # time step of water with hydrogen (fs), classical and path-integral
 
 
-def grid_factor(model_name="water-pet"):
-    """Time of grid 2 + inversion (36 rotations, automatic chunk) over 36 plain evaluations,
-    192 atoms, 1 thread."""
-    atoms = water_system(1)
-    x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
-    plain = symprobe.load_model(model_name, threads=1)
-    grid = symprobe.load_model(model_name, threads=1, rotations="grid 2", inversion=True)
-    for _ in range(12):
-        grid.compute(x, z, cell, True)
-        if grid.chunk > 0:
-            break
-    t_plain = median_time(lambda: plain.compute(x, z, cell, True), 5, warmup=1)
-    t_grid = median_time(lambda: grid.compute(x, z, cell, True), 3, warmup=0)
-    return t_grid / (36 * t_plain)
-
-
 def projections(scaling, lammps):
     """Cost of production runs of water-pet from the measured rates (1 thread per rank): a 1 ns
     classical run and a 100 ps 32-bead path-integral run of 512 and 4096 molecules, on 1 rank,
@@ -129,23 +113,26 @@ def main():
         from common import HERE
         scaling = json.loads((HERE / "results" / "scaling.json").read_text())
         lammps = json.loads((HERE / "results" / "lammps_pair_water-pet.json").read_text())
-        scaling["grid_factor"] = grid_factor()
+        profile = json.loads((HERE / "results" / "grid_profile.json").read_text())
+        rows = [r for r in profile["rows"] if r["model"] == "water-pet"]
+        if not rows:
+            raise SystemExit("scaling.py --project: grid_profile.json has no water-pet row; run "
+                             "benchmarks/grid_profile.py first")
+        scaling["grid_factor"] = rows[0]["grid_over_36_plain"]
         scaling["stated"] = {"gpu_tflops": GPU_TFLOPS, "gpu_floor_s": GPU_FLOOR_S, "step_fs": STEP_FS}
         scaling["projections"] = projections(scaling, lammps)
         scaling.pop("machine", None)
         write_json("scaling", scaling)
         print(f"grid 2 + inversion: {scaling['grid_factor']:.2f} G")
-        print("| molecules | run | 1 rank (days) | 2 ranks (days) | 1 rank, grid 2i (days) | GPU (days) | GPU, grid 2i (days) |")
-        print("|---|---|---|---|---|---|---|")
-        for r in scaling["projections"]:
-            print(f"| {r['molecules']} | {r['run']} | {r['cpu_1rank_days']:.0f} | {r['cpu_2ranks_days']:.0f} | "
-                  f"{r['cpu_1rank_grid_days']:.0f} | {r['gpu_days']:.2f} | {r['gpu_grid_days']:.2f} |")
+        print_table(["molecules", "run", "1 rank (days)", "2 ranks (days)", "1 rank, grid 2i (days)",
+                     "GPU (days)", "GPU, grid 2i (days)"],
+                    [[str(r["molecules"]), r["run"], f"{r['cpu_1rank_days']:.0f}", f"{r['cpu_2ranks_days']:.0f}",
+                      f"{r['cpu_1rank_grid_days']:.0f}", f"{r['gpu_days']:.2f}", f"{r['gpu_grid_days']:.2f}"]
+                     for r in scaling["projections"]])
         return
     rows = []
     for model_name, rep, atoms_option in (QUICK if args.quick else CASES):
-        out = subprocess.run([sys.executable, __file__, "--child", model_name, str(rep), str(atoms_option)],
-                             capture_output=True, text=True, check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        rows.append(child_json([sys.executable, __file__, "--child", model_name, str(rep), str(atoms_option)]))
         print(json.dumps(rows[-1]), flush=True)
     peak = matmul_gflops()
     flops = {"water-pet": flops_per_atom("water-pet")}
@@ -157,13 +144,12 @@ def main():
         path = write_json("scaling", {"benchmark": "scaling", "threads": 1, "matmul_gflops_1thread": peak,
                                       "rows": rows})
         print(f"wrote {path}")
-    print("| model | atoms | option atoms | us per atom-step | kB per atom | GFLOP per atom-step | of matmul rate |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        extra = (f"{r['gflop_per_atom_step']:.4f} | {100 * r['fraction_of_matmul_rate']:.0f} %"
-                 if "gflop_per_atom_step" in r else "- | -")
-        print(f"| {r['model']} | {r['atoms']} | {r['atoms_option'] or '-'} | {r['us_per_atom_step']:.1f} | "
-              f"{r['kb_per_atom']:.1f} | {extra} |")
+    print_table(["model", "atoms", "option atoms", "us per atom-step", "kB per atom", "GFLOP per atom-step",
+                 "of matmul rate"],
+                [[r["model"], str(r["atoms"]), str(r["atoms_option"] or "-"), f"{r['us_per_atom_step']:.1f}",
+                  f"{r['kb_per_atom']:.1f}"]
+                 + ([f"{r['gflop_per_atom_step']:.4f}", f"{100 * r['fraction_of_matmul_rate']:.0f} %"]
+                    if "gflop_per_atom_step" in r else ["-", "-"]) for r in rows])
 
 
 if __name__ == "__main__":

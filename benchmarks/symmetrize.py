@@ -11,12 +11,11 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 
 import symprobe
-from common import median_time, pet_size_model, water_system, write_json
+from common import child_json, median_time, pet_size_model, settled, water_system, write_json
 
 
 def child(args):
@@ -25,10 +24,7 @@ def child(args):
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model = symprobe.load_model(args.model, threads=args.threads, rotations=args.rotations,
                                 inversion=args.inversion, chunk=args.chunk)
-    for _ in range(12):  # let the automatic chunk choice finish its trials
-        res = model.compute(x, z, cell, pbc)
-        if model.chunk > 0 or len(res["rotation_energies"]) == 1:
-            break
+    res = settled(model, x, z, cell, pbc)
     t = median_time(lambda: model.compute(x, z, cell, pbc), args.repeats, warmup=0)
     print(json.dumps({"seconds": t, "rotations": len(res["rotation_energies"]), "chunk": model.chunk,
                       "peak_rss_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}))
@@ -39,8 +35,7 @@ def run(model, rep, rotations, inversion, chunk, threads, repeats):
            rotations, "--chunk", str(chunk), "--threads", str(threads), "--repeats", str(repeats)]
     if inversion:
         cmd.append("--inversion")
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return child_json(cmd)
 
 
 def main():

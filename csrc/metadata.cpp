@@ -3,6 +3,7 @@
 // arrays, strings with escapes, numbers, true/false/null): enough for the metadata schema.
 #include "symprobe/symprobe.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -190,6 +191,10 @@ const Json& field(const Json& root, const std::string& key, Json::Type type,
 }
 
 }  // namespace
+
+int ModelMetadata::depth() const {
+    return std::max(1, static_cast<int>(std::ceil(interaction_range / cutoff - 1e-9)));
+}
 
 ModelMetadata parse_metadata(const std::string& json, const std::string& origin) {
     Json root = Parser(json, origin).document();

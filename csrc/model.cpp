@@ -23,6 +23,11 @@ namespace {
 
 constexpr const char* METADATA_FILE = "metadata.json";
 
+// Net torque sum_i x_i x F_i from the virial W = -sum_e r_e (x) dE/dr_e: eps_abc W_bc.
+std::array<double, 3> net_torque(const std::array<double, 9>& W) {
+    return {W[5] - W[7], W[6] - W[2], W[1] - W[3]};
+}
+
 // First line of a torch error: the rest is a C++ stack trace users do not need.
 std::string short_message(const std::exception& e) {
     std::string what = e.what();
@@ -31,6 +36,12 @@ std::string short_message(const std::exception& e) {
 }
 
 }  // namespace
+
+namespace detail {
+// Positions wrapped into the cell along periodic axes, in Angstrom (neighbors.cpp).
+std::vector<double> wrapped_positions(const double* positions, int64_t n_atoms, const double* cell,
+                                      const bool* pbc);
+}  // namespace detail
 
 namespace detail {
 // ModelFailure message of an exception raised inside the TorchScript code.
@@ -277,8 +288,7 @@ struct Model::Impl {
                 }
             }
         }
-        const auto& W = res.virial;
-        res.diagnostics.net_torque = {W[5] - W[7], W[6] - W[2], W[1] - W[3]};
+        res.diagnostics.net_torque = net_torque(res.virial);
         if (request.forces) res.forces = std::move(forces);
     }
 
@@ -360,7 +370,7 @@ struct Model::Impl {
                                                  std::to_string(g.n_energy_nodes) + " atoms");
         }
         const int64_t n = g.n_nodes, n_edges = g.n_edges;
-        const int depth = std::max(1, static_cast<int>(std::ceil(metadata.interaction_range / metadata.cutoff - 1e-9)));
+        const int depth = metadata.depth();
         // edges grouped by centre (the model contract allows any order)
         std::vector<int64_t> first(n + 1, 0), by_centre(n_edges);
         for (int64_t e = 0; e < n_edges; ++e) first[g.centers[e] + 1]++;
@@ -449,8 +459,7 @@ struct Model::Impl {
         total.diagnostics.energy_std = stats.std;
         total.diagnostics.energy_spread = stats.spread;
         for (int64_t i = 0; i < 3 * n && request.forces; ++i) total.diagnostics.net_force[i % 3] += total.forces[i];
-        const auto& W = total.virial;
-        total.diagnostics.net_torque = {W[5] - W[7], W[6] - W[2], W[1] - W[3]};
+        total.diagnostics.net_torque = net_torque(total.virial);
         if (request.step < 0 && options.rotations.random()) rotation_step++;
         return total;
     }
@@ -495,31 +504,9 @@ Results Model::compute(const double* positions, const int32_t* numbers, int64_t 
     g.n_edges = static_cast<int64_t>(nl.size());
     std::vector<double> wrapped;
     if (impl_->options.atoms > 0 && n_atoms > impl_->options.atoms) {
-        // pieces are boxes of positions: wrap them into the cell along periodic directions, so
-        // that a box is one region of space and not pieces of several images
-        wrapped.assign(positions, positions + 3 * n_atoms);
-        const double* h = cell;
-        const double det = h[0] * (h[4] * h[8] - h[5] * h[7]) - h[1] * (h[3] * h[8] - h[5] * h[6]) +
-                           h[2] * (h[3] * h[7] - h[4] * h[6]);
-        if ((pbc[0] || pbc[1] || pbc[2]) && std::abs(det) > 1e-12) {
-            const double inv[9] = {(h[4] * h[8] - h[5] * h[7]) / det, (h[2] * h[7] - h[1] * h[8]) / det,
-                                   (h[1] * h[5] - h[2] * h[4]) / det, (h[5] * h[6] - h[3] * h[8]) / det,
-                                   (h[0] * h[8] - h[2] * h[6]) / det, (h[2] * h[3] - h[0] * h[5]) / det,
-                                   (h[3] * h[7] - h[4] * h[6]) / det, (h[1] * h[6] - h[0] * h[7]) / det,
-                                   (h[0] * h[4] - h[1] * h[3]) / det};
-            for (int64_t i = 0; i < n_atoms; ++i) {
-                double f[3];
-                for (int b = 0; b < 3; ++b) {  // fractional coordinates: x = f . h (rows of h are cell vectors)
-                    f[b] = 0.0;
-                    for (int a = 0; a < 3; ++a) f[b] += positions[3 * i + a] * inv[3 * a + b];
-                    if (pbc[b]) f[b] -= std::floor(f[b]);
-                }
-                for (int a = 0; a < 3; ++a) {
-                    wrapped[3 * i + a] = 0.0;
-                    for (int b = 0; b < 3; ++b) wrapped[3 * i + a] += f[b] * h[3 * b + a];
-                }
-            }
-        }
+        // pieces are boxes of positions: wrapped into the cell along periodic directions, so
+        // that a box is one region of space and not parts of several images
+        wrapped = detail::wrapped_positions(positions, n_atoms, cell, pbc);
         g.positions = wrapped.data();
     }
     return impl_->evaluate_one(g, request);

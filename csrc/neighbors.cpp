@@ -111,7 +111,73 @@ Mat3 inverse(const Mat3& m, double* det_out) {
     return inv;
 }
 
+// Fractional coordinates s = x . inv of every atom; periodic axes wrapped into [0, 1), with
+// the whole cell vectors removed in `wrap`. Positions must be finite.
+void fractional_coordinates(const double* positions, int64_t n_atoms, const Mat3& inv, const bool* pbc,
+                            std::vector<double>& frac, std::vector<int64_t>& wrap) {
+    frac.assign(3 * n_atoms, 0.0);
+    wrap.assign(3 * n_atoms, 0);
+    for (int64_t i = 0; i < n_atoms; ++i) {
+        for (int k = 0; k < 3; ++k) {
+            double s = 0.0;
+            for (int c = 0; c < 3; ++c) s += positions[3 * i + c] * inv[c][k];
+            if (pbc[k]) {
+                // beyond ~1e6 images the wrapped position keeps fewer than ~10 significant
+                // digits of its place in the cell (and the shift overflows int32 later)
+                if (std::abs(s) > MAX_WRAP_IMAGES) {
+                    std::ostringstream msg;
+                    msg << "atom " << i << " at (" << positions[3 * i] << ", " << positions[3 * i + 1]
+                        << ", " << positions[3 * i + 2] << ") Angstrom lies " << std::abs(s)
+                        << " cell lengths from the cell along periodic axis " << k
+                        << "; wrapping it would lose precision (limit " << MAX_WRAP_IMAGES
+                        << "): wrap the positions into the cell first";
+                    throw Error(Error::InvalidInput, msg.str());
+                }
+                double f = std::floor(s);
+                s -= f;
+                if (s >= 1.0) {  // rounding of s - floor(s) for tiny negative s
+                    s = 0.0;
+                    f += 1.0;
+                }
+                wrap[3 * i + k] = static_cast<int64_t>(f);
+            }
+            frac[3 * i + k] = s;
+        }
+    }
+}
+
+// Cartesian positions with the wrapped cell vectors removed (exact: no round trip through
+// fractional coordinates).
+std::vector<double> unwrap_removed(const double* positions, int64_t n_atoms, const Mat3& frame,
+                                   const std::vector<int64_t>& wrap) {
+    std::vector<double> out(3 * n_atoms);
+    for (int64_t i = 0; i < n_atoms; ++i) {
+        for (int c = 0; c < 3; ++c) {
+            double x = positions[3 * i + c];
+            for (int k = 0; k < 3; ++k) x -= static_cast<double>(wrap[3 * i + k]) * frame[k][c];
+            out[3 * i + c] = x;
+        }
+    }
+    return out;
+}
+
 }  // namespace
+
+namespace detail {
+
+std::vector<double> wrapped_positions(const double* positions, int64_t n_atoms, const double* cell,
+                                      const bool* pbc) {
+    if (!(pbc[0] || pbc[1] || pbc[2])) return std::vector<double>(positions, positions + 3 * n_atoms);
+    const Mat3 frame = binning_frame(cell, pbc);
+    double det = 0.0;
+    const Mat3 inv = inverse(frame, &det);
+    std::vector<double> frac;
+    std::vector<int64_t> wrap;
+    fractional_coordinates(positions, n_atoms, inv, pbc, frac, wrap);
+    return unwrap_removed(positions, n_atoms, frame, wrap);
+}
+
+}  // namespace detail
 
 void compute_neighbors(const double* positions, int64_t n_atoms, const double* cell,
                        const bool* pbc, const NeighborOptions& options, NeighborList& out) {
@@ -146,44 +212,18 @@ void compute_neighbors(const double* positions, int64_t n_atoms, const double* c
         spacing[k] = volume / norm(cross(frame[(k + 1) % 3], frame[(k + 2) % 3]));
     }
 
-    // fractional coordinates; wrap periodic axes into [0, 1) and remember the wrap
-    std::vector<double> frac(3 * n_atoms);
-    std::vector<int64_t> wrap(3 * n_atoms, 0);
+    // fractional coordinates; periodic axes wrapped into [0, 1), the wrap remembered
+    std::vector<double> frac;
+    std::vector<int64_t> wrap;
+    fractional_coordinates(positions, n_atoms, inv, pbc, frac, wrap);
     Vec3 lo{0.0, 0.0, 0.0}, hi{1.0, 1.0, 1.0};
     for (int k = 0; k < 3; ++k) {
-        if (!pbc[k]) {
-            lo[k] = INFINITY;
-            hi[k] = -INFINITY;
-        }
-    }
-    for (int64_t i = 0; i < n_atoms; ++i) {
-        for (int k = 0; k < 3; ++k) {
-            double s = 0.0;
-            for (int c = 0; c < 3; ++c) s += positions[3 * i + c] * inv[c][k];
-            if (pbc[k]) {
-                // beyond ~1e6 images the wrapped position keeps fewer than ~10 significant
-                // digits of its place in the cell (and the shift overflows int32 later)
-                if (std::abs(s) > MAX_WRAP_IMAGES) {
-                    std::ostringstream msg;
-                    msg << "atom " << i << " at (" << positions[3 * i] << ", " << positions[3 * i + 1]
-                        << ", " << positions[3 * i + 2] << ") Angstrom lies " << std::abs(s)
-                        << " cell lengths from the cell along periodic axis " << k
-                        << "; wrapping it would lose precision (limit " << MAX_WRAP_IMAGES
-                        << "): wrap the positions into the cell first";
-                    throw Error(Error::InvalidInput, msg.str());
-                }
-                double f = std::floor(s);
-                s -= f;
-                if (s >= 1.0) {  // rounding of s - floor(s) for tiny negative s
-                    s = 0.0;
-                    f += 1.0;
-                }
-                wrap[3 * i + k] = static_cast<int64_t>(f);
-            } else {
-                lo[k] = std::min(lo[k], s);
-                hi[k] = std::max(hi[k], s);
-            }
-            frac[3 * i + k] = s;
+        if (pbc[k]) continue;
+        lo[k] = INFINITY;
+        hi[k] = -INFINITY;
+        for (int64_t i = 0; i < n_atoms; ++i) {
+            lo[k] = std::min(lo[k], frac[3 * i + k]);
+            hi[k] = std::max(hi[k], frac[3 * i + k]);
         }
     }
 
@@ -240,14 +280,8 @@ void compute_neighbors(const double* positions, int64_t n_atoms, const double* c
     }
     // wrapped Cartesian positions (indexed by atom) and the same in bin order, so that the inner
     // loop over a bin reads contiguous memory
-    std::vector<double> wrapped(3 * n_atoms), binned(3 * n_atoms);
-    for (int64_t i = 0; i < n_atoms; ++i) {
-        for (int c = 0; c < 3; ++c) {
-            double x = positions[3 * i + c];
-            for (int k = 0; k < 3; ++k) x -= static_cast<double>(wrap[3 * i + k]) * frame[k][c];
-            wrapped[3 * i + c] = x;
-        }
-    }
+    const std::vector<double> wrapped = unwrap_removed(positions, n_atoms, frame, wrap);
+    std::vector<double> binned(3 * n_atoms);
     std::vector<int32_t> binned_wrap(3 * n_atoms);
     for (int64_t p = 0; p < n_atoms; ++p) {
         for (int c = 0; c < 3; ++c) {

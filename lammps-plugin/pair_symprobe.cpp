@@ -167,8 +167,8 @@ void PairSymprobe::init_style() {
     // atoms up to L-1 hops from the local ones: ghosts out to the interaction range, with
     // neighbour lists of their own.
     merge_by_id_ = atom->tag_enable != 0;
-    const int depth = static_cast<int>(std::ceil(range_ / model_cutoff_ - 1e-9));
-    remote_hops_ = comm->nprocs == 1 && merge_by_id_ ? 0 : std::max(depth - 1, 0);
+    const int depth = model_->metadata().depth();
+    remote_hops_ = comm->nprocs == 1 && merge_by_id_ ? 0 : depth - 1;
     ghostneigh = remote_hops_ > 0 ? 1 : 0;
     report_graph_ = true;
     neighbor->add_request(this, ghostneigh ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
@@ -227,7 +227,6 @@ void PairSymprobe::compute(int eflag, int vflag) {
             const auto known = node_of_id_.find(tag[j]);
             if (known != node_of_id_.end()) return node_of_[j] = known->second;
         }
-        if (j < nlocal) error->one(FLERR, "pair_style symprobe: internal error: local atom {} has no node", j);
         if (merge_by_id_ && comm->nprocs == 1) {
             error->one(FLERR, "pair_style symprobe: ghost atom with ID {} images no local atom", tag[j]);
         }

@@ -193,6 +193,10 @@ struct ModelMetadata {
     std::string length_unit;         // "A"
     std::string name;
     std::string json;                // the metadata as stored
+
+    // Message-passing depth: how many cutoffs the interaction range spans (>= 1). An atom's
+    // energy depends on full neighbourhoods up to depth - 1 hops away.
+    int depth() const;
 };
 
 ModelMetadata parse_metadata(const std::string& json, const std::string& origin);
