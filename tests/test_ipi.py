@@ -117,13 +117,26 @@ def test_path_integrals_with_four_beads_and_two_drivers(run, tmp_path):
     assert finish(ipi) == 0
     for d in drivers:
         assert finish(d, 30) == 0, d.log_path.read_text()
-    # both drivers did work
     props = read_properties(tmp_path)
     atoms = ase.io.read(tmp_path / "init.xyz")
     model = symprobe.load_model("water-reference")
     # step 0: all beads sit on the initial structure
     assert props[0, 1] == pytest.approx(model.compute(atoms.positions, atoms.numbers,
                                                       atoms.cell.array, True)["energy"], abs=1e-6)
+    # every step: i-PI's potential is the bead average of the core's energies on the beads'
+    # positions, and each bead received the core's forces on its own positions
+    beads = [(read_positions(tmp_path, b), read_forces(tmp_path, b)) for b in range(4)]
+    assert all(len(frames) == len(props) == 7 for frames, _ in beads)
+    for step in range(len(props)):
+        energies = []
+        for frames, forces in beads:
+            frame = frames[step]
+            direct = model.compute(frame.positions, atoms.numbers, frame.cell.array, True)
+            energies.append(direct["energy"])
+            np.testing.assert_allclose(forces[step], direct["forces"], atol=2e-5)
+        assert props[step, 1] == pytest.approx(np.mean(energies), abs=1e-6)
+    # the beads separate after step 0
+    assert np.ptp([frames[-1].positions[0, 0] for frames, _ in beads]) > 1e-4
 
 
 def test_ffrotations_equals_in_driver_grid(run, tmp_path):
@@ -365,3 +378,76 @@ def test_negative_seed_is_an_error_before_connecting(run, tmp_path):
     assert time.monotonic() - t0 < 15, log
     assert "seed must be a non-negative integer" in log
     assert "could not connect" not in log and "Traceback" not in log
+
+
+def test_triclinic_cell_and_raw_virial_orientation(run, tmp_path):
+    """This process plays i-PI on a unix socket with a triclinic cell (h upper triangular, the
+    lattice vectors as its columns) and reads the reply bytes as they come: the energy and forces
+    are the core's on cell = h^T, and the nine virial components, read row-major with no
+    symmetrisation, are W_ij = -dE/d(eps_ij) for the strain x -> x (1 + eps) that i-PI's own
+    metatomic PES uses, measured by finite strain. The orientation model's virial is far from
+    symmetric, so a transposed or symmetrised virial fails."""
+    from symprobe.ipi import EXIT, FORCEREADY, GETFORCE, INIT, NEEDINIT, POSDATA, READY, STATUS
+    from symprobe.units import BOHR_A, HARTREE_EV
+    atoms = water_box(8, seed=11)
+    shear = np.array([[1.0, 0.0, 0.0], [0.15, 1.0, 0.0], [-0.1, 0.2, 1.0]])
+    atoms.set_cell(atoms.cell.array @ shear, scale_atoms=True)
+    assert np.allclose(np.triu(atoms.cell.array, 1), 0) and abs(atoms.cell.array[2, 0]) > 0.5
+    ase.io.write(tmp_path / "init.xyz", atoms, format="extxyz")
+    name = socket_name("raw")
+    path = f"/tmp/ipi_{name}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    server.settimeout(60)
+    try:
+        run.driver("--unix", name, "--model", "water-orientation", "--structure", "init.xyz")
+        conn, _ = server.accept()
+        conn.settimeout(60)
+
+        def recv(n):
+            got = b""
+            while len(got) < n:
+                chunk = conn.recv(n - len(got))
+                assert chunk, "the driver closed the socket"
+                got += chunk
+            return got
+
+        conn.sendall(STATUS)
+        assert recv(12) == NEEDINIT
+        conn.sendall(INIT + np.int32(0).tobytes() + np.int32(0).tobytes())
+        conn.sendall(STATUS)
+        assert recv(12) == READY
+        h = atoms.cell.array.T / BOHR_A
+        n = len(atoms)
+        conn.sendall(POSDATA + h.tobytes() + np.linalg.inv(h).tobytes() + np.int32(n).tobytes()
+                     + (atoms.positions / BOHR_A).tobytes() + GETFORCE)
+        assert recv(12) == FORCEREADY
+        energy = np.frombuffer(recv(8), np.float64)[0] * HARTREE_EV
+        assert np.frombuffer(recv(4), np.int32)[0] == n
+        forces = np.frombuffer(recv(24 * n), np.float64).reshape(n, 3) * HARTREE_EV / BOHR_A
+        virial = np.frombuffer(recv(72), np.float64).reshape(3, 3) * HARTREE_EV
+        recv(int(np.frombuffer(recv(4), np.int32)[0]))
+        conn.sendall(EXIT)
+        conn.close()
+    finally:
+        server.close()
+        os.unlink(path)
+    model = symprobe.load_model("water-orientation")
+    direct = model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
+    assert energy == pytest.approx(direct["energy"], rel=1e-12)
+    np.testing.assert_allclose(forces, direct["forces"], atol=1e-10)
+    step, w_fd = 1e-5, np.zeros((3, 3))
+    for i in range(3):
+        for j in range(3):
+            e = []
+            for sign in (1, -1):
+                strain = np.eye(3)
+                strain[i, j] += sign * step
+                e.append(model.compute(atoms.positions @ strain, atoms.numbers,
+                                       atoms.cell.array @ strain, True, forces=False,
+                                       virial=False)["energy"])
+            w_fd[i, j] = -(e[0] - e[1]) / (2 * step)
+    np.testing.assert_allclose(virial, w_fd, atol=1e-6 * np.abs(w_fd).max() + 1e-8)
+    asymmetry = np.abs(virial - virial.T).max()
+    assert asymmetry > 100 * np.abs(virial - w_fd).max() and asymmetry > 1e-3, (virial, w_fd)

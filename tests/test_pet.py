@@ -67,28 +67,37 @@ def test_not_rotation_invariant():
     assert abs(e1 - e0) > 1e-6
 
 
-def test_energy_continuous_as_neighbour_crosses_cutoff():
-    """Two molecules pulled apart through the cutoff: energy and force change smoothly."""
+def test_energy_and_forces_continuous_where_an_edge_crosses_the_cutoff(tmp_path):
+    """One atom pulled out of another's neighbourhood along a line on which no other distance
+    crosses the cutoff: across the crossing r = rc, |E(rc - eps) - E(rc + eps)| and the largest
+    change of any force component (the full force, both ends of every edge, from the core) go to
+    zero with eps, as a C1 cutoff function makes them (energy ~ eps^2, forces ~ eps)."""
     module = small_pet()
-    path_r = np.linspace(module.cutoff - 0.05, module.cutoff + 0.05, 201)
-    energies, forces = [], []
-    for d in path_r:
-        x = np.array([[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0],
-                      [d, 0.1, 0.2], [d + 0.96, 0.1, 0.2], [d - 0.24, 1.03, 0.2]], float)
-        x[3:, 0] -= 0.0
-        atoms_z = torch.tensor([8, 1, 1, 8, 1, 1])
-        nl = symprobe.neighbor_list(x, None, False, module.cutoff)
-        v = torch.from_numpy(nl.vectors).requires_grad_(True)
-        e = module(atoms_z, torch.from_numpy(nl.centers), torch.from_numpy(nl.neighbors), v).sum()
-        g, = torch.autograd.grad(e, v)
-        f = torch.zeros(6, 3, dtype=g.dtype).index_add(0, torch.from_numpy(nl.centers), g)
-        energies.append(e.item())
-        forces.append(f[0, 0].item())
-    step = np.abs(np.diff(energies)).max()
-    # the O-O distance crosses the cutoff inside this window; with a 5e-4 A step the energy
-    # may change by at most |F| x step, never jump
-    assert step < 5e-4 * (np.abs(forces).max() + 1e-3) * 3
-    assert np.abs(np.diff(forces)).max() < 0.05 * (np.abs(forces).max() + 1e-3)
+    path = symprobe.export_model(module, tmp_path / "pet.pt", cutoff=module.cutoff,
+                                 interaction_range=module.interaction_range, elements=["H", "O"])
+    model = symprobe.load_model(path)
+    rc = module.cutoff
+    away = np.array([0.8, 0.6, 0.0])  # from atom 0, pointing away from atom 1
+
+    def at(r):
+        x = np.array([[0.0, 0.0, 0.0], [-0.6, -0.75, 0.0], r * away])
+        # atom 2 stays beyond the cutoff of atom 1 (distance > r + 0.9)
+        assert np.linalg.norm(x[2] - x[1]) > r + 0.9
+        out = model.compute(x, [8, 1, 8], None, False)
+        return out["energy"], out["forces"]
+
+    e_in, _ = at(rc - 0.3)
+    e_out, _ = at(rc + 0.3)
+    assert abs(e_in - e_out) > 1e-4  # the edge matters when it is well inside
+    jumps = []
+    for eps in (1e-2, 1e-3, 1e-4, 1e-5):
+        (e_a, f_a), (e_b, f_b) = at(rc - eps), at(rc + eps)
+        jumps.append((abs(e_a - e_b), np.abs(f_a - f_b).max()))
+    jumps = np.array(jumps)
+    # each tenfold smaller eps shrinks the energy change >= 50x and the force change >= 5x
+    assert np.all(jumps[1:, 0] < jumps[:-1, 0] / 50 + 1e-13), jumps
+    assert np.all(jumps[1:, 1] < jumps[:-1, 1] / 5 + 1e-12), jumps
+    assert jumps[-1, 0] < 1e-8 and jumps[-1, 1] < 1e-3, jumps  # a 1e-6 eV step would fail
 
 
 def write_config(tmp_path, data, epochs, directory="run"):

@@ -59,10 +59,10 @@ def test_not_invariant_and_a_grid_shrinks_the_spread(frame):
     import ase.io
     if frame == "molecule":  # gas phase: extrapolative, the paper's worst case per atom
         atoms = ase.io.read(shared_file("water-molecule.xyz"))
-        n_orientations, inversion = 24, True
-    else:  # 192 atoms: fewer orientations and no inversion keep it to 57 evaluations
+        n_orientations, inversion, bound = 24, True, 0.05
+    else:  # 192 atoms: fewer orientations and no inversion keep it to 152 evaluations
         atoms = ase.io.read(shared_file("water-revpbe0d3-190.xyz"), index=0)
-        n_orientations, inversion = 3, False
+        n_orientations, inversion, bound = 8, False, 0.15
     orientations = Rotation.random(n_orientations, random_state=7).as_matrix()
     plain = energies_over_orientations(symprobe.load_model("water-pet", threads=2), atoms,
                                        orientations)
@@ -72,5 +72,7 @@ def test_not_invariant_and_a_grid_shrinks_the_spread(frame):
     plain_spread, grid_spread = np.ptp(plain), np.ptp(grid)
     # measurably not invariant: far above float32 round-off of the total energy (~1e-5 eV here)
     assert plain_spread > 1e-3, plain_spread
-    # grid 2 averages every orientation dependence up to l = 2 exactly: the paper finds ~10x
-    assert grid_spread < 0.3 * plain_spread, (plain_spread, grid_spread)
+    # grid 2 averages every orientation dependence up to l = 2 exactly: the paper finds ~10x; here
+    # the ratio is 0.012-0.024 (molecule, grid 2i) and 0.038-0.077 (bulk, grid 2) over 4 draws of
+    # the orientations; the bound is twice the largest
+    assert grid_spread < bound * plain_spread, (plain_spread, grid_spread)
