@@ -2,7 +2,10 @@
 // outputs and runs it; Model hands graphs to the symmetrisation stage (symmetrize.cpp) and turns
 // the lab-frame edge gradient into forces and virials.
 #include "symprobe/symprobe.hpp"
+#include "metatomic.hpp"
 #include "symmetrize.hpp"
+
+#include <caffe2/serialize/inline_container.h>
 
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
@@ -56,11 +59,33 @@ std::string model_error(const std::string& path, const std::exception& e) {
 }  // namespace detail
 using detail::model_error;
 
+namespace detail {
+bool is_metatomic_archive(const std::string& path) {
+    try {
+        caffe2::serialize::PyTorchStreamReader reader(path);
+        return reader.hasRecord("extra/metatomic-version");
+    } catch (const std::exception&) {
+        return false;  // not a zip archive: torch::jit::load names the problem
+    }
+}
+
+#ifndef SYMPROBE_METATOMIC
+std::unique_ptr<MetatomicModel> load_metatomic_model(const std::string& path, torch::Device) {
+    throw Error(Error::InvalidModel,
+                "model file '" + path + "' is a metatomic model, and this symprobe was built without "
+                "the metatomic backend: install it with pip install 'symprobe[metatomic]' (or pip install "
+                "metatomic-torch), then rebuild symprobe (bash setup.sh, or pip install "
+                "--no-build-isolation -e .) so that CMake finds the metatomic_torch package");
+}
+#endif
+}  // namespace detail
+
 struct Model::Impl {
     std::string path;
     ModelOptions options;
     ModelMetadata metadata;
-    torch::jit::Module module;
+    torch::jit::Module module;                        // a symprobe-contract model
+    std::unique_ptr<detail::MetatomicModel> metatomic;  // or a metatomic one
     torch::Device device{torch::kCPU};
     torch::Dtype dtype = torch::kFloat64;
     VerletList verlet;
@@ -102,6 +127,24 @@ struct Model::Impl {
         if (options.threads > 0) at::set_num_threads(options.threads);
         options.rotations.validate();
 
+        if (detail::is_metatomic_archive(path)) {
+            metatomic = detail::load_metatomic_model(path, device);
+            metadata = metatomic->metadata();
+            dtype = metadata.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
+            if (options.atoms > 0) {
+                throw Error(Error::InvalidInput, "option atoms: evaluating in pieces is available for "
+                                                 "symprobe-contract models only, not for the metatomic model '" + path + "'");
+            }
+        } else {
+            load_contract_model();
+        }
+        allowed.assign(119, false);
+        for (int z : metadata.elements) allowed[z] = true;
+        verlet = VerletList(metadata.cutoff, options.skin, std::max(1, options.threads));
+        symmetrizer.emplace(options.rotations, device, dtype, path);
+    }
+
+    void load_contract_model() {
         torch::jit::ExtraFilesMap extra{{METADATA_FILE, ""}};
         try {
             module = torch::jit::load(path, device, extra);
@@ -126,10 +169,6 @@ struct Model::Impl {
         for (auto parameter : module.parameters()) parameter.requires_grad_(false);
         dtype = metadata.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
         check_weight_dtype();
-        allowed.assign(119, false);
-        for (int z : metadata.elements) allowed[z] = true;
-        verlet = VerletList(metadata.cutoff, options.skin, std::max(1, options.threads));
-        symmetrizer.emplace(options.rotations, device, dtype, path);
     }
 
     // Weights in another dtype than the metadata's would make the model compute in a precision
@@ -204,31 +243,117 @@ struct Model::Impl {
     // Evaluates a graph made of independent parts (structures): per part, energy, forces,
     // virial and diagnostics. The graph crosses to the model's device once.
     std::vector<Results> evaluate(const Graph& g, const std::vector<detail::Part>& parts, const Request& request) {
+        if (metatomic) {
+            throw Error(Error::InvalidInput, "the metatomic model '" + path + "' takes positions, a cell and "
+                                             "neighbour lists with integer cell shifts; a graph of edge vectors "
+                                             "(compute_graph) serves symprobe-contract models only");
+        }
         // forces need autograd even if the caller is in inference mode: no tensor of this
         // evaluation may be an inference tensor
         c10::InferenceMode no_inference(false);
         const int64_t n = g.n_nodes, n_edges = g.n_edges;
-        const bool need_grad = request.forces || request.virial || request.atomic_virials;
         auto i32 = torch::TensorOptions().dtype(torch::kInt32);
         auto i64 = torch::TensorOptions().dtype(torch::kInt64);
         auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
         // from_blob does not own the caller's memory; it is only read
-        detail::DeviceGraph dg;
+        torch::Tensor species, centers, neighbors;
+        detail::RotatingInput in;
         {
             RECORD_USER_SCOPE("symprobe::stage_graph");
-            dg.species = torch::from_blob(const_cast<int32_t*>(g.numbers), {n}, i32).to(device, torch::kInt64);
-            dg.centers = torch::from_blob(const_cast<int64_t*>(g.centers), {n_edges}, i64).to(device);
-            dg.neighbors = torch::from_blob(const_cast<int64_t*>(g.neighbors), {n_edges}, i64).to(device);
-            dg.vectors = torch::from_blob(const_cast<double*>(g.vectors), {n_edges, 3}, f64).to(device);
+            species = torch::from_blob(const_cast<int32_t*>(g.numbers), {n}, i32).to(device, torch::kInt64);
+            centers = torch::from_blob(const_cast<int64_t*>(g.centers), {n_edges}, i64).to(device);
+            neighbors = torch::from_blob(const_cast<int64_t*>(g.neighbors), {n_edges}, i64).to(device);
+            in.rows = torch::from_blob(const_cast<double*>(g.vectors), {n_edges, 3}, f64).to(device);
         }
+        in.n_nodes = n;
+        in.edges = n_edges;
+        // c rotated copies as one graph, nodes offset by copy
+        in.energies = [&](const torch::Tensor& rows, int64_t c) {
+            torch::Tensor s = species, ce = centers, nb = neighbors;
+            if (c > 1) {
+                torch::Tensor offsets = torch::arange(c, i64.device(device)).mul_(n).unsqueeze(1);
+                s = species.repeat({c});
+                ce = (centers.unsqueeze(0) + offsets).reshape({-1});
+                nb = (neighbors.unsqueeze(0) + offsets).reshape({-1});
+            }
+            return run_model(s, ce, nb, rows.reshape({c * n_edges, 3})).view({c, n});
+        };
+        // r_e = x_j - x_i + S.cell: dE/dx_i = -sum g_e (i centre) + sum g_e (i neighbour)
+        in.forces = [&](const torch::Tensor& gradient) {
+            torch::Tensor forces = torch::zeros({gradient.size(0), n, 3}, gradient.options());
+            return forces.index_add_(1, centers, gradient).index_add_(1, neighbors, -gradient);
+        };
         const uint64_t step = request.step >= 0 ? static_cast<uint64_t>(request.step) : rotation_step;
-        detail::Symmetrized sym = symmetrizer->evaluate(
-            dg, parts, request, step,
-            [this](const torch::Tensor& s, const torch::Tensor& c, const torch::Tensor& nb, const torch::Tensor& v) {
-                return run_model(s, c, nb, v);
-            });
-
+        detail::Symmetrized sym = symmetrizer->evaluate(in, parts, request, step);
         RECORD_USER_SCOPE("symprobe::forces_and_virial");
+        return collect(sym, parts, request, [&](size_t p, const double* grad, Results& res) {
+            forces_and_virials(g, parts[p], grad, request, res);
+        });
+    }
+
+    // Evaluates structures with a metatomic model, all in one forward call per rotation chunk.
+    // The rows it differentiates are every structure's positions and cell rows, so forces are
+    // -dE/dx and the virial -sum_rows r (x) dE/dr (the strain derivative).
+    std::vector<Results> evaluate_structures(const std::vector<detail::Structure>& structures, const Request& request) {
+        if (request.atomic_virials) {
+            throw Error(Error::InvalidInput, "per-atom virials are not available for the metatomic model '" + path +
+                                                 "' (the model gives no per-edge gradient to split)");
+        }
+        c10::InferenceMode no_inference(false);
+        std::vector<double> rows;
+        std::vector<detail::Part> parts;
+        int64_t n_atoms = 0, n_edges = 0;
+        for (const detail::Structure& s : structures) {
+            parts.push_back({n_atoms, s.n_atoms, s.n_atoms, static_cast<int64_t>(rows.size() / 3), s.n_atoms + 3});
+            rows.insert(rows.end(), s.positions, s.positions + 3 * s.n_atoms);
+            for (int a = 0; a < 3; ++a)
+                for (int c = 0; c < 3; ++c) rows.push_back(s.pbc[a] ? s.cell[3 * a + c] : 0.0);
+            n_atoms += s.n_atoms;
+            n_edges += static_cast<int64_t>(s.list->size());
+        }
+        const int64_t m = static_cast<int64_t>(rows.size() / 3);
+        detail::RotatingInput in;
+        std::unique_ptr<detail::MetatomicModel::Staged> staged;
+        {
+            RECORD_USER_SCOPE("symprobe::stage_graph");
+            in.rows = torch::from_blob(rows.data(), {m, 3}, torch::TensorOptions().dtype(torch::kFloat64)).to(device);
+            staged = metatomic->stage(structures);
+        }
+        in.n_nodes = n_atoms;
+        in.edges = n_edges;
+        in.energies = [&](const torch::Tensor& r, int64_t c) { return metatomic->energies(*staged, r, c); };
+        std::vector<int64_t> position_rows;
+        for (const detail::Part& p : parts)
+            for (int64_t i = 0; i < p.n_nodes; ++i) position_rows.push_back(p.edge_begin + i);
+        torch::Tensor atom_rows = torch::tensor(position_rows, torch::TensorOptions().dtype(torch::kInt64)).to(device);
+        in.forces = [&](const torch::Tensor& gradient) { return -gradient.index_select(1, atom_rows); };
+        const uint64_t step = request.step >= 0 ? static_cast<uint64_t>(request.step) : rotation_step;
+        detail::Symmetrized sym = symmetrizer->evaluate(in, parts, request, step);
+        RECORD_USER_SCOPE("symprobe::forces_and_virial");
+        return collect(sym, parts, request, [&](size_t p, const double* grad, Results& res) {
+            const detail::Part& part = parts[p];
+            std::vector<double> forces(3 * part.n_nodes);
+            for (int64_t i = 0; i < 3 * part.n_nodes; ++i) {
+                forces[i] = -grad[3 * part.edge_begin + i];
+                if (!std::isfinite(forces[i])) {
+                    throw Error(Error::ModelFailure, path + ": the model produced non-finite forces");
+                }
+                res.diagnostics.net_force[i % 3] += forces[i];
+            }
+            for (int64_t r = part.edge_begin; r < part.edge_begin + part.n_edges; ++r)
+                for (int a = 0; a < 3; ++a)
+                    for (int b = 0; b < 3; ++b) res.virial[3 * a + b] -= rows[3 * r + a] * grad[3 * r + b];
+            res.diagnostics.net_torque = net_torque(res.virial);
+            if (request.forces) res.forces = std::move(forces);
+        });
+    }
+
+    // Per part: energy and diagnostics from the stage's output, then forces and virial from the
+    // lab-frame gradient of the part's rows.
+    std::vector<Results> collect(const detail::Symmetrized& sym, const std::vector<detail::Part>& parts,
+                                 const Request& request,
+                                 const std::function<void(size_t, const double*, Results&)>& forces_and_virial) {
+        const bool need_grad = request.forces || request.virial || request.atomic_virials;
         std::vector<Results> results(parts.size());
         const std::vector<double>& weights = symmetrizer->weights();
         const int64_t n_rot = sym.copy_energies.size(0);
@@ -250,7 +375,7 @@ struct Model::Impl {
                 res.energies.assign(ae, ae + part.n_nodes);
             }
             if (!sym.forces_rms_spread.empty()) res.diagnostics.forces_rms_spread = sym.forces_rms_spread[p];
-            if (need_grad) forces_and_virials(g, part, sym.gradient.data_ptr<double>(), request, res);
+            if (need_grad) forces_and_virial(p, sym.gradient.data_ptr<double>(), res);
         }
         // only successful evaluations advance the stream
         if (request.step < 0 && options.rotations.random()) rotation_step++;
@@ -494,6 +619,9 @@ Results Model::compute(const double* positions, const int32_t* numbers, int64_t 
     if (n_atoms <= 0) throw Error(Error::InvalidInput, "empty system: no atoms to evaluate");
     impl_->check_numbers(numbers, n_atoms);
     const NeighborList& nl = impl_->verlet.update(positions, n_atoms, cell, pbc);
+    if (impl_->metatomic) {
+        return std::move(impl_->evaluate_structures({{positions, numbers, n_atoms, cell, pbc, &nl}}, request)[0]);
+    }
     Graph g;
     g.numbers = numbers;
     g.n_nodes = n_atoms;
@@ -539,6 +667,16 @@ std::vector<Results> Model::compute_batch(const std::vector<System>& systems, co
     const auto started = std::chrono::steady_clock::now();
     std::vector<Results> results;
     for (int64_t first = 0; first < n; first += group) {
+        if (impl_->metatomic) {
+            // the structures of this group as one list of systems: one forward per rotation chunk
+            std::vector<detail::Structure> structures;
+            for (int64_t s = first; s < std::min(n, first + group); ++s) {
+                const System& sys = systems[s];
+                structures.push_back({sys.positions, sys.numbers, sys.n_atoms, sys.cell, sys.pbc, &lists[s]});
+            }
+            for (Results& r : impl_->evaluate_structures(structures, step_request)) results.push_back(std::move(r));
+            continue;
+        }
         // the structures of this group as one graph: one model call per rotation chunk
         std::vector<int32_t> numbers;
         std::vector<int64_t> centers, neighbors;

@@ -55,7 +55,7 @@ int64_t Symmetrizer::chunk() const {
 }
 
 torch::Tensor Symmetrizer::gradient_of(const torch::Tensor& total, const torch::Tensor& input) const {
-    if (input.size(0) == 0 || !total.requires_grad()) return torch::Tensor();
+    if (input.numel() == 0 || !total.requires_grad()) return torch::Tensor();
     try {
         return torch::autograd::grad({total}, {input}, {}, false, false, true)[0];
     } catch (const std::exception& e) {
@@ -93,10 +93,10 @@ void BatchTuner::record(int64_t items, double seconds) {
     }
 }
 
-Symmetrized Symmetrizer::evaluate(const DeviceGraph& g, const std::vector<Part>& parts,
-                                  const Request& request, uint64_t step, const ModelCall& model) {
+Symmetrized Symmetrizer::evaluate(const RotatingInput& in, const std::vector<Part>& parts,
+                                  const Request& request, uint64_t step) {
     torch::AutoGradMode grad_mode(true);  // forces need autograd (the caller may be in no_grad)
-    const int64_t n = g.species.size(0), n_edges = g.vectors.size(0);
+    const int64_t n = in.n_nodes, m = in.rows.size(0);
     const int64_t n_parts = static_cast<int64_t>(parts.size());
     const bool need_grad = request.forces || request.virial || request.atomic_virials;
     const bool plain = options_.mode == RotationOptions::None;
@@ -104,7 +104,6 @@ Symmetrized Symmetrizer::evaluate(const DeviceGraph& g, const std::vector<Part>&
     const int64_t n_rot = all.size(0);
     const bool spread = request.forces_rms_spread && need_grad && n_rot > 1;
     auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(device_);
-    auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device_);
 
     // part of every node; nodes that carry no energy go to an extra column that is dropped
     std::vector<int64_t> owner(n, n_parts);
@@ -114,7 +113,7 @@ Symmetrized Symmetrizer::evaluate(const DeviceGraph& g, const std::vector<Part>&
     torch::Tensor node_part = torch::tensor(owner, torch::TensorOptions().dtype(torch::kInt64)).to(device_);
 
     torch::Tensor copy_energies = torch::zeros({n_rot, n_parts}, f64);
-    torch::Tensor gradient = need_grad ? torch::zeros({n_edges, 3}, f64) : torch::Tensor();
+    torch::Tensor gradient = need_grad ? torch::zeros({m, 3}, f64) : torch::Tensor();
     torch::Tensor atom_energies = request.energies ? torch::zeros({n}, f64) : torch::Tensor();
     torch::Tensor mean_forces, force_square, reference_forces;
     if (spread) {
@@ -122,31 +121,25 @@ Symmetrized Symmetrizer::evaluate(const DeviceGraph& g, const std::vector<Part>&
         force_square = torch::zeros({n}, f64);  // sum_k w_k |F_k - F_ref|^2 per atom
     }
     const bool tuning = n_rot > 1 && options_.chunk == 0;
-    const int64_t chunk = n_rot == 1 ? 1 : tuning ? tuner_.choose(n_edges, chunk_cap(n_edges, n_rot)) : options_.chunk;
+    const int64_t chunk = n_rot == 1 ? 1 : tuning ? tuner_.choose(in.edges, chunk_cap(in.edges, n_rot)) : options_.chunk;
     const auto started = std::chrono::steady_clock::now();
     for (int64_t k0 = 0; k0 < n_rot; k0 += chunk) {
         const int64_t c = std::min(chunk, n_rot - k0);
         torch::Tensor R = all.narrow(0, k0, c);
         torch::Tensor w = weights_device_.narrow(0, k0, c);
         // the named scopes are the stages that benchmarks/grid_profile.py times
-        // c rotated copies as one graph: row vectors r' = r R^T, nodes offset by copy
-        torch::Tensor input, species = g.species, centers = g.centers, neighbors = g.neighbors;
+        // c rotated copies of the rows: r' = r R^T
+        torch::Tensor input;
         {
             RECORD_USER_SCOPE("symprobe::rotate");
-            input = plain ? g.vectors.unsqueeze(0) : torch::matmul(g.vectors.unsqueeze(0), R.transpose(1, 2));
-            input = input.reshape({c * n_edges, 3}).to(dtype_).detach().requires_grad_(need_grad);
-            if (c > 1) {
-                torch::Tensor offsets = torch::arange(c, i64).mul_(n).unsqueeze(1);
-                species = g.species.repeat({c});
-                centers = (g.centers.unsqueeze(0) + offsets).reshape({-1});
-                neighbors = (g.neighbors.unsqueeze(0) + offsets).reshape({-1});
-            }
+            input = plain ? in.rows.unsqueeze(0) : torch::matmul(in.rows.unsqueeze(0), R.transpose(1, 2));
+            input = input.to(dtype_).detach().requires_grad_(need_grad);
         }
         // per-copy energies summed in float64: float32 models carry large element baselines
         torch::Tensor per_atom, per_copy;
         {
             RECORD_USER_SCOPE("symprobe::model_forward");
-            per_atom = model(species, centers, neighbors, input).view({c, n});
+            per_atom = in.energies(input, c);
         }
         {
             RECORD_USER_SCOPE("symprobe::energies");
@@ -164,15 +157,14 @@ Symmetrized Symmetrizer::evaluate(const DeviceGraph& g, const std::vector<Part>&
         torch::Tensor back;
         {
             RECORD_USER_SCOPE("symprobe::rotate_back");
-            if (!grad.defined()) grad = torch::zeros_like(input);  // no edges, or E independent of them
+            if (!grad.defined()) grad = torch::zeros_like(input);  // no rows, or E independent of them
             // back to the lab frame (row form: g_lab = g_rot R), still weighted by w_k
-            back = grad.to(torch::kFloat64).view({c, n_edges, 3});
+            back = grad.to(torch::kFloat64).view({c, m, 3});
             if (!plain) back = torch::matmul(back, R);
             gradient += back.sum(0);
         }
         if (spread) {
-            torch::Tensor forces = torch::zeros({c, n, 3}, f64);
-            forces.index_add_(1, g.centers, back).index_add_(1, g.neighbors, -back);
+            torch::Tensor forces = in.forces(back);
             mean_forces += forces.sum(0);
             // deviations from the first rotation's forces: no cancellation when the spread is
             // tiny compared with the forces

@@ -12,23 +12,25 @@ namespace symprobe {
 namespace detail {
 
 // One structure inside a batched graph: its nodes, the first n_energy of which carry energy,
-// and its edges (indices are global to the graph).
+// and its edges (indices are global to the graph; a metatomic model's rows are not edges).
 struct Part {
     int64_t node_begin, n_nodes, n_energy, edge_begin, n_edges;
 };
 
-// A graph on the model's device; vectors in the lab frame, float64, Angstrom.
-struct DeviceGraph {
-    torch::Tensor species;    // [n] int64
-    torch::Tensor centers;    // [E] int64
-    torch::Tensor neighbors;  // [E] int64
-    torch::Tensor vectors;    // [E, 3] float64
+// What the stage rotates and differentiates: row vectors in the lab frame (float64, Angstrom,
+// on the model's device) that a backend turns into the model's input. For the symprobe contract
+// they are the edge vectors; for a metatomic model, every structure's positions and then its
+// three cell rows. Both rotate as r' = r R^T, and W = -sum_rows r (x) dE/dr is the virial.
+struct RotatingInput {
+    torch::Tensor rows;   // [m, 3]
+    int64_t n_nodes = 0;  // atoms whose energies the model returns
+    int64_t edges = 0;    // edges of one copy: the work that bounds the copies per model call
+    // Per-atom energies [c, n_nodes] of c rotated copies, rows [c, m, 3] in the model's dtype.
+    // Throws Error(ModelFailure) if the model breaks its contract.
+    std::function<torch::Tensor(const torch::Tensor& rows, int64_t copies)> energies;
+    // Forces [c, n_nodes, 3] (eV/A) from the gradient dE/d(rows) [c, m, 3] in the lab frame.
+    std::function<torch::Tensor(const torch::Tensor& gradient)> forces;
 };
-
-// The model evaluation stage: per-atom energies [n] of a (batched) graph whose edge vectors are
-// in the model's dtype. Throws Error(ModelFailure) if the model breaks the contract.
-using ModelCall = std::function<torch::Tensor(const torch::Tensor& species, const torch::Tensor& centers,
-                                              const torch::Tensor& neighbors, const torch::Tensor& vectors)>;
 
 // How many items (rotated copies, structures) go into one model call. Batching amortises
 // per-call overhead but large batches can be slower per item (32 water-pet structures in one
@@ -60,7 +62,7 @@ private:
 struct Symmetrized {
     torch::Tensor copy_energies;      // [G, parts] eV, energy of every rotated copy
     torch::Tensor atom_energies;      // [n] eV, rotation-averaged (if requested)
-    torch::Tensor gradient;           // [E, 3] eV/A, dE/dr_e averaged and back in the lab frame
+    torch::Tensor gradient;           // [m, 3] eV/A, dE/d(rows) averaged, in the lab frame
     std::vector<double> forces_rms_spread;  // [parts] eV/A (if requested and G > 1)
 };
 
@@ -70,8 +72,8 @@ public:
     Symmetrizer(const RotationOptions& options, torch::Device device, torch::Dtype dtype,
                 std::string origin);
 
-    Symmetrized evaluate(const DeviceGraph& graph, const std::vector<Part>& parts,
-                         const Request& request, uint64_t step, const ModelCall& model);
+    Symmetrized evaluate(const RotatingInput& input, const std::vector<Part>& parts,
+                         const Request& request, uint64_t step);
 
     // normalised to sum 1
     const std::vector<double>& weights() const { return weights_; }

@@ -219,6 +219,7 @@ PYBIND11_MODULE(_runtime, m) {
         .def_property_readonly("path", &symprobe::Model::path)
         .def_property_readonly("metadata_json",
                                [](const symprobe::Model& m) { return m.metadata().json; })
+        .def_property_readonly("kind", [](const symprobe::Model& m) { return m.metadata().kind; })
         .def_property_readonly("cutoff", [](const symprobe::Model& m) { return m.metadata().cutoff; })
         .def_property_readonly("interaction_range",
                                [](const symprobe::Model& m) { return m.metadata().interaction_range; })

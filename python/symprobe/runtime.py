@@ -53,7 +53,8 @@ def option_tokens(options: dict) -> list[str]:
 
 
 class Model(_runtime.Model):
-    """A TorchScript model loaded through the model contract, evaluated by the C++ core.
+    """A TorchScript model evaluated by the C++ core: a symprobe-contract file (kind "symprobe")
+    or a metatomic AtomisticModel (kind "metatomic", docs/metatomic.md), told apart by the file.
 
     compute(positions [N,3] A, numbers [N], cell [3,3] A or None, pbc, forces=True,
     virial=True, energies=False, atomic_virials=False, forces_rms_spread=False, step=-1)
@@ -71,7 +72,7 @@ class Model(_runtime.Model):
         return json.loads(self.metadata_json)
 
     def __repr__(self) -> str:
-        return (f"symprobe.Model('{self.path}', cutoff={self.cutoff} A, elements={self.elements}, "
+        return (f"symprobe.Model('{self.path}', kind={self.kind}, cutoff={self.cutoff} A, elements={self.elements}, "
                 f"dtype={self.dtype}, device={self.device}, rotations={self.rotations})")
 
 

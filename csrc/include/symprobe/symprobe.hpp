@@ -182,8 +182,12 @@ RotationStatistics rotation_statistics(const std::vector<double>& weights, const
 // Models and evaluation
 // ---------------------------------------------------------------------------------------------
 
-// Metadata stored in the model file (extra file "metadata.json"); see docs/model-contract.md.
+// What the core knows of a model: for the symprobe contract, the extra file "metadata.json" of the
+// model file (docs/model-contract.md); for a metatomic model, its capabilities (docs/metatomic.md).
 struct ModelMetadata {
+    // "symprobe" (this contract, docs/model-contract.md) or "metatomic" (a metatomic-torch
+    // AtomisticModel: the fields below come from its capabilities and neighbour-list requests)
+    std::string kind = "symprobe";
     int contract_version = 0;
     double cutoff = 0.0;             // Angstrom
     double interaction_range = 0.0;  // Angstrom, cutoff x message-passing depth
@@ -192,7 +196,7 @@ struct ModelMetadata {
     std::string energy_unit;         // "eV"
     std::string length_unit;         // "A"
     std::string name;
-    std::string json;                // the metadata as stored
+    std::string json;                // the metadata as stored (metatomic: its ModelMetadata)
 
     // Message-passing depth: how many cutoffs the interaction range spans (>= 1). An atom's
     // energy depends on full neighbourhoods up to depth - 1 hops away.
