@@ -19,6 +19,7 @@ struct Structure {
     const double* positions = nullptr;  // [n_atoms, 3] Angstrom
     const int32_t* numbers = nullptr;   // [n_atoms]
     int64_t n_atoms = 0;
+    int64_t n_energy = 0;               // atoms [0, n_energy) carry energy
     const double* cell = nullptr;       // [3, 3] Angstrom, rows
     const bool* pbc = nullptr;          // [3]
     const NeighborList* list = nullptr;

@@ -304,7 +304,7 @@ struct Model::Impl {
         std::vector<detail::Part> parts;
         int64_t n_atoms = 0, n_edges = 0;
         for (const detail::Structure& s : structures) {
-            parts.push_back({n_atoms, s.n_atoms, s.n_atoms, static_cast<int64_t>(rows.size() / 3), s.n_atoms + 3});
+            parts.push_back({n_atoms, s.n_atoms, s.n_energy, static_cast<int64_t>(rows.size() / 3), s.n_atoms + 3});
             rows.insert(rows.end(), s.positions, s.positions + 3 * s.n_atoms);
             for (int a = 0; a < 3; ++a)
                 for (int c = 0; c < 3; ++c) rows.push_back(s.pbc[a] ? s.cell[3 * a + c] : 0.0);
@@ -618,20 +618,25 @@ Results Model::compute(const double* positions, const int32_t* numbers, int64_t 
     std::lock_guard<std::mutex> lock(impl_->mutex);
     if (n_atoms <= 0) throw Error(Error::InvalidInput, "empty system: no atoms to evaluate");
     impl_->check_numbers(numbers, n_atoms);
+    if (request.energy_atoms > n_atoms) {
+        throw Error(Error::InvalidInput, "energy_atoms " + std::to_string(request.energy_atoms) +
+                                             " exceeds the system's " + std::to_string(n_atoms) + " atoms");
+    }
+    const int64_t n_energy = request.energy_atoms >= 0 ? request.energy_atoms : n_atoms;
     const NeighborList& nl = impl_->verlet.update(positions, n_atoms, cell, pbc);
     if (impl_->metatomic) {
-        return std::move(impl_->evaluate_structures({{positions, numbers, n_atoms, cell, pbc, &nl}}, request)[0]);
+        return std::move(impl_->evaluate_structures({{positions, numbers, n_atoms, n_energy, cell, pbc, &nl}}, request)[0]);
     }
     Graph g;
     g.numbers = numbers;
     g.n_nodes = n_atoms;
-    g.n_energy_nodes = n_atoms;
+    g.n_energy_nodes = n_energy;
     g.centers = nl.centers.data();
     g.neighbors = nl.neighbors.data();
     g.vectors = nl.vectors.data();
     g.n_edges = static_cast<int64_t>(nl.size());
     std::vector<double> wrapped;
-    if (impl_->options.atoms > 0 && n_atoms > impl_->options.atoms) {
+    if (impl_->options.atoms > 0 && n_energy > impl_->options.atoms) {
         // pieces are boxes of positions: wrapped into the cell along periodic directions, so
         // that a box is one region of space and not parts of several images
         wrapped = detail::wrapped_positions(positions, n_atoms, cell, pbc);
@@ -672,7 +677,7 @@ std::vector<Results> Model::compute_batch(const std::vector<System>& systems, co
             std::vector<detail::Structure> structures;
             for (int64_t s = first; s < std::min(n, first + group); ++s) {
                 const System& sys = systems[s];
-                structures.push_back({sys.positions, sys.numbers, sys.n_atoms, sys.cell, sys.pbc, &lists[s]});
+                structures.push_back({sys.positions, sys.numbers, sys.n_atoms, sys.n_atoms, sys.cell, sys.pbc, &lists[s]});
             }
             for (Results& r : impl_->evaluate_structures(structures, step_request)) results.push_back(std::move(r));
             continue;

@@ -5,6 +5,7 @@
 
 #include "atom.h"
 #include "comm.h"
+#include "domain.h"
 #include "error.h"
 #include "force.h"
 #include "memory.h"
@@ -102,6 +103,7 @@ void PairSymprobe::load() {
     }
     model_cutoff_ = model_->metadata().cutoff;
     range_ = model_->metadata().interaction_range;
+    positions_model_ = model_->metadata().kind == "metatomic";
     if (comm->me == 0) {
         utils::logmesg(lmp, "symprobe: model {} (cutoff {} A, interaction range {} A), rotations {}\n",
                        model_->path(), model_cutoff_, range_, model_->options().rotations.describe());
@@ -161,6 +163,26 @@ void PairSymprobe::init_style() {
     for (int t = 1; t <= atom->ntypes; ++t) {
         if (type_numbers_[t] == UNSET_TYPE) error->all(FLERR, "pair_style symprobe: atom type {} has no element", t);
     }
+    if (positions_model_) {
+        // A model that takes positions: on one rank the local atoms in LAMMPS's periodic box
+        // (the core builds the periodic neighbour lists with cell shifts, as for any structure);
+        // on several ranks a rank's atoms with its ghosts out to the interaction range as one
+        // finite cluster whose energy is that of the local atoms, forces on ghosts going back
+        // to their owners. LAMMPS's own neighbour list is not read.
+        merge_by_id_ = false;
+        remote_hops_ = 0;
+        ghostneigh = 0;
+        report_graph_ = true;
+        neighbor->add_request(this, NeighConst::REQ_FULL);
+        if (comm->me == 0) {
+            utils::logmesg(lmp, comm->nprocs == 1
+                                    ? "symprobe: metatomic model on one rank: the local atoms in the periodic box\n"
+                                    : "symprobe: metatomic model on {} ranks: each rank evaluates its atoms with its "
+                                      "ghosts out to the interaction range ({} A) as one cluster\n",
+                           comm->nprocs, range_);
+        }
+        return;
+    }
     // Ghost atoms are merged by atom ID into one graph node per atom, so the model sees each
     // atom once (on one rank the local atoms with the ghosts' image vectors are the exact
     // periodic graph). On several ranks a model of depth L needs the neighbourhoods of remote
@@ -189,13 +211,70 @@ double PairSymprobe::init_one(int i, int j) {
     // merged images need ghosts within one cutoff; remote neighbourhoods need them out to the
     // interaction range
     if (ghostneigh) cutghost[i][j] = cutghost[j][i] = range_;
+    if (positions_model_) return comm->nprocs > 1 ? range_ : model_cutoff_;
     return remote_hops_ > 0 || !merge_by_id_ ? range_ : model_cutoff_;
+}
+
+int PairSymprobe::evaluate_positions(symprobe::Results& r, const symprobe::Request& request_in) {
+    double** x = atom->x;
+    const int* type = atom->type;
+    const bool cluster = comm->nprocs > 1;
+    const int nlocal = atom->nlocal, nall = cluster ? nlocal + atom->nghost : nlocal;
+    atom_of_.clear();
+    numbers_.clear();
+    positions_.clear();
+    int64_t n_local_nodes = 0;
+    for (int i = 0; i < nall; ++i) {
+        if (type_numbers_[type[i]] <= 0) continue;
+        if (i < nlocal) n_local_nodes++;
+        atom_of_.push_back(i);
+        numbers_.push_back(type_numbers_[type[i]]);
+        positions_.insert(positions_.end(), x[i], x[i] + 3);
+    }
+    const int64_t n_nodes = static_cast<int64_t>(atom_of_.size());
+    if (report_graph_ && cluster) {
+        report_graph_ = false;
+        int64_t mine[2] = {n_local_nodes, n_nodes - n_local_nodes}, most[2];
+        MPI_Allreduce(mine, most, 2, MPI_INT64_T, MPI_MAX, world);
+        if (comm->me == 0) {
+            utils::logmesg(lmp, "symprobe: largest cluster of a rank: {} local atoms, {} ghost atoms\n", most[0], most[1]);
+        }
+    }
+    if (n_nodes == 0) return 0;
+    // LAMMPS's box: a = (xprd, 0, 0), b = (xy, yprd, 0), c = (xz, yz, zprd)
+    const double* h = domain->h;
+    const double cell[9] = {h[0], 0.0, 0.0, h[5], h[1], 0.0, h[4], h[3], h[2]};
+    const bool pbc[3] = {!cluster && domain->xperiodic != 0, !cluster && domain->yperiodic != 0,
+                         !cluster && domain->zperiodic != 0};
+    symprobe::Request request = request_in;
+    request.energy_atoms = n_local_nodes;
+    try {
+        r = model_->compute(positions_.data(), numbers_.data(), n_nodes, cell, pbc, request);
+    } catch (const symprobe::Error& e) {
+        error->one(FLERR, "pair_style symprobe: {}", e.what());
+    }
+    return static_cast<int>(n_local_nodes);
 }
 
 void PairSymprobe::compute(int eflag, int vflag) {
     ev_init(eflag, vflag);
+    if (positions_model_) {
+        if (vflag_atom) {
+            error->all(FLERR, "pair_style symprobe: per-atom virials (compute stress/atom) are not "
+                              "available for the metatomic model {}", model_->path());
+        }
+        symprobe::Results r;
+        symprobe::Request request;
+        request.forces = true;
+        request.virial = vflag_global != 0;
+        request.energies = eflag_atom != 0;
+        request.step = static_cast<int64_t>(update->ntimestep);
+        const int n_local_nodes = evaluate_positions(r, request);
+        if (atom_of_.empty()) r.diagnostics.rotation_energies.assign(model_->rotation_weights().size(), 0.0);
+        tally(r, static_cast<int64_t>(atom_of_.size()), n_local_nodes);
+        return;
+    }
     double** x = atom->x;
-    double** f = atom->f;
     const int* type = atom->type;
     const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
     const tagint* tag = atom->tag;
@@ -308,7 +387,13 @@ void PairSymprobe::compute(int eflag, int vflag) {
     } else {  // a rank without atoms of this style still joins the reduction below
         r.diagnostics.rotation_energies.assign(model_->rotation_weights().size(), 0.0);
     }
+    tally(r, n_nodes, n_local_nodes);
+}
 
+// Forces, energies and virials of the evaluated nodes into LAMMPS's arrays, and the diagnostics
+// of the whole system reduced over ranks.
+void PairSymprobe::tally(const symprobe::Results& r, int64_t n_nodes, int64_t n_local_nodes) {
+    double** f = atom->f;
     const double ef = energy_factor_;
     for (int64_t k = 0; k < n_nodes; ++k)
         for (int c = 0; c < 3; ++c) f[atom_of_[k]][c] += ef * r.forces[3 * k + c];

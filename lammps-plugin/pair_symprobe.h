@@ -11,6 +11,8 @@
 
 namespace symprobe {
 class Model;
+struct Request;
+struct Results;
 }
 
 namespace LAMMPS_NS {
@@ -32,12 +34,17 @@ public:
 
 private:
     void load();
+    // models that take positions (metatomic): the periodic box on one rank, else a rank's atoms
+    // and its ghosts as one finite cluster
+    int evaluate_positions(symprobe::Results& r, const symprobe::Request& request);
+    void tally(const symprobe::Results& r, int64_t n_nodes, int64_t n_local_nodes);
     std::unique_ptr<symprobe::Model> model_;
     std::vector<std::string> args_;      // pair_style arguments, kept for restart files
     std::vector<int> type_numbers_;      // atomic number of each atom type (1-based); 0: NULL
     double energy_factor_ = 1.0;         // LAMMPS energy units per eV
     double model_cutoff_ = 0.0;          // Angstrom
     double range_ = 0.0;                 // interaction range, Angstrom
+    bool positions_model_ = false;       // the model takes positions (metatomic), not a graph
     bool merge_by_id_ = false;           // one graph node per atom ID, whatever its images
     int remote_hops_ = 0;                // hops from the local atoms whose neighbourhoods count
     bool report_graph_ = false;          // log the graph sizes at the first step of a run

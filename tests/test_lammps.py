@@ -512,3 +512,63 @@ def test_units_real(tmp_path):
     W = kcal_per_mol_per_ev * 0.5 * (ref["virial"] + ref["virial"].T)
     expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * nktv2p_real / pv[6]
     np.testing.assert_allclose(pv[:6], expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+
+
+EVAL_NO_STRESS_ATOM = "\n".join(line for line in EVAL.splitlines()
+                                if "c_sa" not in line and "stress/atom" not in line and "SA " not in line) + "\n"
+
+
+@pytest.fixture(scope="module")
+def metatomic_pet(tmp_path_factory):
+    pytest.importorskip("metatrain")
+    from metatomic_models import metatrain_pet
+    return metatrain_pet(tmp_path_factory.mktemp("metatomic") / "pet.pt")
+
+
+@pytest.mark.parametrize("ranks,molecules", [(1, 64), (2, 64), (4, 64), (1, 8), (2, 8)])
+def test_metatomic_model_equals_core(tmp_path, metatomic_pet, ranks, molecules):
+    """metatrain's PET (2 layers, interaction range 7 A): on one rank the local atoms in the
+    periodic box, on several each rank's atoms and ghosts out to 7 A as one cluster, ghost
+    forces sent back to their owners. Energies, per-atom energies, forces and virial equal the
+    core's, also in a 6.2 A box thinner than the interaction range."""
+    atoms = water_box(molecules, seed=9)
+    lmp_atoms = write_data(atoms, tmp_path / "data.lmp")
+    _, out = run_lammps(tmp_path, header(metatomic_pet) + EVAL_NO_STRESS_ATOM, ranks=ranks)
+    ref = symprobe.load_model(metatomic_pet).compute(lmp_atoms.positions, lmp_atoms.numbers,
+                                                     lmp_atoms.cell.array, True)
+    pe, pe_sum = values(out, "PE")[0]
+    pv = values(out, "PV")[0]
+    forces = read_dump_forces(tmp_path / "forces.dump", len(atoms))
+    log = (tmp_path / "screen.txt").read_text()
+    assert ("the local atoms in the periodic box" in log) == (ranks == 1)
+    assert (f"metatomic model on {ranks} ranks: each rank evaluates its atoms with its ghosts" in log) == (ranks > 1)
+    assert pe == pytest.approx(ref["energy"], rel=1e-10)
+    assert pe_sum == pytest.approx(ref["energy"], rel=1e-10)
+    np.testing.assert_allclose(forces, ref["forces"], atol=1e-9 * np.abs(ref["forces"]).max())
+    W = 0.5 * (ref["virial"] + ref["virial"].T)
+    expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * NKTV2P / pv[6]
+    np.testing.assert_allclose(pv[:6], expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
+
+
+def test_metatomic_model_nve_and_refusals(tmp_path, metatomic_pet):
+    """NVE with the metatomic model's conservative forces conserves the energy (one rank: the
+    forces of several ranks equal these, test above); per-atom virials are refused with a
+    message."""
+    write_data(water_box(27, seed=3), tmp_path / "data.lmp")
+    body = header(metatomic_pet) + """
+velocity all create 300 4 mom yes rot no
+timestep 0.00025
+fix nve all nve
+thermo_style custom step pe etotal
+thermo_modify format float %.15g
+thermo 20
+run 400
+"""
+    _, out = run_lammps(tmp_path, body)
+    rows = np.array([l.split() for l in out.splitlines() if re.match(r"^\s+\d+\s+-?\d", l)], float)
+    assert len(rows) == 21
+    kinetic = 1.5 * 81 * 8.617333e-5 * 300
+    assert np.ptp(rows[:, 2]) < 2e-3 * kinetic, rows[:, 2]
+    assert np.ptp(rows[:, 1]) > 20 * np.ptp(rows[:, 2])  # the potential energy does move
+    _, out = run_lammps(tmp_path, header(metatomic_pet) + EVAL, check=False)
+    assert "per-atom virials (compute stress/atom) are not available for the metatomic model" in out

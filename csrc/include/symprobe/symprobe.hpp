@@ -216,6 +216,10 @@ struct Request {
     // the same step again gives the same rotation. -1: the model's own counter, which advances
     // after every successful evaluation (see Model::rotation_step).
     int64_t step = -1;
+    // compute(): the energy is that of atoms [0, energy_atoms) only, the others being their
+    // surroundings (a domain's ghost atoms out to the interaction range); forces and the virial
+    // are still those of all atoms. -1: every atom.
+    int64_t energy_atoms = -1;
 };
 
 // Symmetry-breaking diagnostics; all but forces_rms_spread cost nothing extra.
