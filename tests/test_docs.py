@@ -141,8 +141,96 @@ def test_gpu_check_on_the_cpu(tmp_path):
     assert all("error" not in r and r["atom_steps_per_second"] > 0 and r["copies_per_step"] is None for r in payload["rows"])
 
 
+@pytest.fixture(scope="module")
+def metatomic_workflow(tmp_path_factory):
+    """docs/metatomic.md's first block, run verbatim in a copy of the examples with shared/
+    beside it: the trained model and every command's output, for the tests below."""
+    pytest.importorskip("metatrain")
+    root = tmp_path_factory.mktemp("metatomic")
+    for folder in ("examples/metatomic", "examples/lammps", "examples/ipi/classical"):
+        shutil.copytree(ROOT / folder, root / "repo" / folder)
+    (root / "shared").symlink_to(ROOT.parent / "shared")
+    work = root / "repo" / "examples" / "metatomic"
+    commands = fenced_blocks(DOCS / "metatomic.md", "bash")[0].strip().splitlines()
+    assert commands[0] == "cd examples/metatomic"
+    outputs = {}
+    for command in commands[1:]:
+        run = subprocess.run(command, shell=True, cwd=work, env=shell_env(), capture_output=True,
+                             text=True, timeout=600)
+        assert run.returncode == 0, command + "\n" + run.stdout[-3000:] + run.stderr[-3000:]
+        outputs[command.split()[0 if not command.startswith("mpirun") else 3]] = run.stdout
+    return work, outputs
+
+
+def test_metatomic_workflow(metatomic_workflow):
+    """metatrain trains and exports a PET that the core loads as a metatomic model; symprobe md
+    runs it with grid 2 + inversion; LAMMPS on 2 ranks starts at the core's energy of step 0
+    with the random rotation of seed 42."""
+    import ase.io
+    import symprobe
+    work, outputs = metatomic_workflow
+    model = symprobe.load_model(work / "pet-water.pt", rotations="random", seed=42)
+    assert model.kind == "metatomic" and model.elements == ["H", "O"]
+    assert "grid 2, inversion" in outputs["symprobe"] and "steps/s" in outputs["symprobe"]
+    atoms = ase.io.read(work / "../lammps/water.data", format="lammps-data", Z_of_type={1: 8, 2: 1})
+    ref = model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True, step=0)
+    rows = lammps_thermo((work / "log.lammps").read_text())
+    assert rows.shape == (5, 8) and np.all(np.isfinite(rows))
+    assert "metatomic model on 2 ranks" in (work / "log.lammps").read_text()
+    # a float32 model whose per-atom energies carry the composition baseline (~ -156 eV): two
+    # ranks see other neighbour orders and ghosts, so each per-atom energy differs by float32
+    # rounding (1.5e-5 eV) and the sum over N atoms by ~sqrt(N) of that
+    ulp = float(np.spacing(np.float32(abs(ref["energy"]) / len(atoms))))
+    assert rows[0, 2] == pytest.approx(ref["energy"], abs=np.sqrt(len(atoms)) * ulp)
+    np.testing.assert_allclose(rows[0, 5:], ref["net_torque"], atol=1e-6 * np.abs(ref["virial"]).max())
+
+
+def test_metatomic_ipi_commands(metatomic_workflow):
+    """docs/metatomic.md's i-PI block, verbatim: the first potential i-PI prints is the core's
+    grid 2 + inversion energy of the start structure."""
+    import ase.io
+    import symprobe
+    from symprobe.units import HARTREE_EV
+    from ipi.utils.units import unit_to_internal
+    work, _ = metatomic_workflow
+    block = fenced_blocks(DOCS / "metatomic.md", "bash")[1]
+    try:
+        run = subprocess.run(["bash", "-c", block], cwd=work, env=shell_env(), capture_output=True,
+                             text=True, timeout=600)
+    finally:
+        Path("/tmp/ipi_symprobe-metatomic").unlink(missing_ok=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "EXIT received" in run.stdout
+    rows = np.loadtxt(work / "sim.out", ndmin=2)
+    assert len(rows) == 11
+    atoms = ase.io.read(work / "../ipi/classical/init.xyz")
+    ref = symprobe.load_model(work / "pet-water.pt", rotations="grid 2", inversion=True).compute(
+        atoms.positions, atoms.numbers, atoms.cell.array, True)
+    # i-PI prints 9 digits, in eV converted with its own Hartree
+    first = rows[0, 5] * unit_to_internal("energy", "electronvolt", 1.0) * HARTREE_EV
+    assert first == pytest.approx(ref["energy"], abs=3e-4)
+
+
+def test_metatomic_ase_example(metatomic_workflow, monkeypatch, capsys):
+    import symprobe
+    import ase.io
+    work, _ = metatomic_workflow
+    monkeypatch.chdir(work)
+    script = work / "ase_example.py"
+    script.write_text(python_blocks("metatomic.md")[0])
+    runpy.run_path(str(script), run_name="__main__")
+    energy, spread = map(float, capsys.readouterr().out.split())
+    atoms = ase.io.read(work / "../ipi/classical/init.xyz")
+    ref = symprobe.load_model(work / "pet-water.pt", rotations="grid 2", inversion=True).compute(
+        atoms.positions, atoms.numbers, atoms.cell.array, True)
+    assert energy == pytest.approx(ref["energy"], abs=1e-9)
+    assert spread == pytest.approx(ref["energy_spread"], abs=1e-9) and spread > 0
+
+
 RUN_HERE = {("docs/lammps.md", 0): test_lammps_example_commands,
-            ("docs/performance.md", 1): test_gpu_check_on_the_cpu}
+            ("docs/performance.md", 1): test_gpu_check_on_the_cpu,
+            ("docs/metatomic.md", 0): test_metatomic_workflow,
+            ("docs/metatomic.md", 1): test_metatomic_ipi_commands}
 
 
 def test_readme_python_example(tmp_path, monkeypatch, capsys):
