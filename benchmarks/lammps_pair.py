@@ -30,7 +30,7 @@ def lammps_seconds_per_step(model, atoms, steps, ranks):
         (Path(tmp) / "in.lmp").write_text(f"""units metal
 atom_style atomic
 read_data data.lmp
-pair_style symprobe {bundled_path(model)} threads 1
+pair_style symprobe {Path(model).resolve() if Path(model).exists() else bundled_path(model)} threads 1
 pair_coeff * * O H
 neighbor 1.0 bin
 neigh_modify every 10 delay 0 check no

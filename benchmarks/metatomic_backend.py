@@ -1,0 +1,108 @@
+"""metatomic models: the core against metatomic's own ASE calculators on the same model, a
+metatrain PET of metatrain's default size (d_pet 128, 2 message-passing layers, cutoff 4.5 A,
+float32, untrained weights), 1 torch thread, water of 192 and 1536 atoms:
+- energy + forces: symprobe's `model.compute` against `MetatomicCalculator.calculate`;
+- rotational averaging at 192 atoms: symprobe's grid 2 + inversion (36 rotations, one batched
+  stage) against metatomic-ase's `SymmetrizedCalculator(l_max=2)` (60 rotations with
+  inversion, all in one batch, plus one plain evaluation), per evaluation and per rotation;
+- LAMMPS (1 rank, fix nve, list every 10 steps) per step against one `model.compute`.
+The two sides of each pair are timed in alternation in this process (medians).
+
+    .venv/bin/python benchmarks/metatomic_backend.py [--repeats 5]
+
+Writes benchmarks/results/metatomic_backend.json.
+"""
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import symprobe
+from common import print_table, water_system, write_json
+from lammps_pair import lammps_seconds_per_step
+
+
+def export_default_pet(path) -> int:
+    from metatrain.pet import PET
+    from metatrain.utils.architectures import get_default_hypers
+    from metatrain.utils.data import DatasetInfo
+    from metatrain.utils.data.target_info import get_energy_target_info
+    torch.manual_seed(0)
+    hypers = copy.deepcopy(get_default_hypers("pet")["model"])
+    info = DatasetInfo(length_unit="Angstrom", atomic_types=[1, 8], targets={
+        "energy": get_energy_target_info("energy", {"quantity": "energy", "unit": "eV"})})
+    model = PET(hypers, info)
+    model.export().save(str(path))
+    return sum(p.numel() for p in model.parameters())
+
+
+def alternated(first, second, repeats):
+    """Medians of two callables timed in alternation (after one warm-up call each)."""
+    first(), second()
+    times = [[], []]
+    for _ in range(repeats):
+        for k, fn in enumerate((first, second)):
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
+def main():
+    from ase.calculators.calculator import all_changes
+    from metatomic_ase import MetatomicCalculator, SymmetrizedCalculator
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20, help="LAMMPS steps at 192 atoms (fewer when larger)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    rows = {"plain": [], "grid": [], "lammps": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "pet.pt")
+        parameters = export_default_pet(path)
+        for rep in (1, 2):
+            atoms = water_system(rep)
+            x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
+            model = symprobe.load_model(path, threads=1)
+            calc = MetatomicCalculator(path)
+            core, ase = alternated(lambda: model.compute(x, z, cell, True),
+                                   lambda: calc.calculate(atoms, ["energy", "forces"], all_changes),
+                                   max(2, args.repeats // rep ** 2))
+            rows["plain"].append({"atoms": len(atoms), "symprobe_ms": 1e3 * core, "metatomic_ase_ms": 1e3 * ase,
+                                  "metatomic_ase_over_symprobe": ase / core})
+            print(rows["plain"][-1], flush=True)
+            steps = max(4, args.steps // rep ** 3)
+            lammps, _, sections = lammps_seconds_per_step(path, atoms, steps, 1)
+            rows["lammps"].append({"atoms": len(atoms), "core_ms": 1e3 * core, "lammps_ms": 1e3 * lammps,
+                                   "lammps_over_core": lammps / core, "steps": steps,
+                                   "sections_ms": {k: 1e3 * v for k, v in sections.items()}})
+            print(rows["lammps"][-1], flush=True)
+        atoms = water_system(1)
+        x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
+        grid = symprobe.load_model(path, threads=1, rotations="grid 2", inversion=True)
+        symmetrized = SymmetrizedCalculator(MetatomicCalculator(path), l_max=2, include_inversion=True)
+        for _ in range(12):  # let the automatic chunk settle
+            grid.compute(x, z, cell, True)
+        ours, theirs = alternated(lambda: grid.compute(x, z, cell, True),
+                                  lambda: symmetrized.calculate(atoms, ["energy", "forces"], all_changes),
+                                  max(2, args.repeats // 2))
+        n_ours, n_theirs = len(grid.rotation_weights), len(symmetrized.quadrature_rotations)
+        rows["grid"].append({"atoms": len(atoms), "symprobe_rotations": n_ours, "symprobe_chunk": grid.chunk,
+                             "symprobe_ms": 1e3 * ours, "metatomic_ase_rotations": n_theirs,
+                             "metatomic_ase_ms": 1e3 * theirs, "per_evaluation_ratio": theirs / ours,
+                             "per_rotation_ratio": (theirs / (n_theirs + 1)) / (ours / n_ours)})
+        print(rows["grid"][-1], flush=True)
+    path = write_json("metatomic_backend", {"benchmark": "metatomic_backend", "model": "metatrain PET, default hypers, float32",
+                                    "parameters": parameters, "torch_threads": 1, **rows})
+    print(f"wrote {path}")
+    print_table(["atoms", "symprobe (ms)", "metatomic-ase (ms)", "ratio"],
+                [[str(r["atoms"]), f"{r['symprobe_ms']:.1f}", f"{r['metatomic_ase_ms']:.1f}",
+                  f"{r['metatomic_ase_over_symprobe']:.2f}"] for r in rows["plain"]])
+
+
+if __name__ == "__main__":
+    main()
