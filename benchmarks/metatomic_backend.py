@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import symprobe
-from common import print_table, water_system, write_json
+from common import print_table, settled, water_system, write_json
 from lammps_pair import lammps_seconds_per_step
 
 
@@ -85,8 +85,7 @@ def main():
         x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
         grid = symprobe.load_model(path, threads=1, rotations="grid 2", inversion=True)
         symmetrized = SymmetrizedCalculator(MetatomicCalculator(path), l_max=2, include_inversion=True)
-        for _ in range(12):  # let the automatic chunk settle
-            grid.compute(x, z, cell, True)
+        settled(grid, x, z, cell)
         ours, theirs = alternated(lambda: grid.compute(x, z, cell, True),
                                   lambda: symmetrized.calculate(atoms, ["energy", "forces"], all_changes),
                                   max(2, args.repeats // 2))

@@ -3,12 +3,14 @@
 #include "metatomic.hpp"
 
 #include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <metatensor/torch.hpp>
 #include <metatomic/torch.hpp>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <optional>
 #include <sstream>
 
 namespace symprobe {
@@ -253,6 +255,10 @@ public:
         }
         mts::TensorBlock block;
         try {
+            // op by op, as for the contract's models (model.cpp): the optimising executor's
+            // differentiable graphs also compute every weight gradient
+            std::optional<torch::jit::GraphOptimizerEnabledGuard> unoptimised;
+            if (device_.is_cpu()) unoptimised.emplace(false);
             auto out = module_->forward({systems, evaluation_, /*check_consistency=*/false}).toGenericDict();
             auto energy = out.at("energy").toCustomClass<mts::TensorMapHolder>();
             block = mts::TensorMapHolder::block_by_id(energy, 0);
