@@ -78,14 +78,14 @@ class PairModel(torch.nn.Module):
 
 
 def pair_model(path, full_list=True, length_unit="Angstrom", energy_unit="eV", output="energy",
-               devices=("cpu",), cutoff_angstrom=3.0):
+               devices=("cpu",), cutoff_angstrom=3.0, types=(1, 8)):
     length_scale = {"Angstrom": 1.0, "nm": 0.1}[length_unit]
     energy_scale = {"eV": 1.0, "kcal/mol": 23.060547830619026}[energy_unit]
     module = PairModel(cutoff_angstrom * length_scale, full_list, length_scale, energy_scale,
                        output).to(torch.float64)
     capabilities = ModelCapabilities(
         outputs={output: ModelOutput(unit=energy_unit if output == "energy" else "", sample_kind="atom")},
-        atomic_types=[1, 8], interaction_range=cutoff_angstrom * length_scale,
+        atomic_types=list(types), interaction_range=cutoff_angstrom * length_scale,
         length_unit=length_unit, supported_devices=list(devices), dtype="float64")
     AtomisticModel(module.eval(), ModelMetadata(name="pair test model"), capabilities).save(str(path))
     return str(path)

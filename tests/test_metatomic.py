@@ -221,6 +221,30 @@ def test_model_without_energy_output(tmp_path):
         symprobe.load_model(path)
 
 
+def test_types_that_are_not_atomic_numbers(tmp_path):
+    path = pair_model(tmp_path / "types.pt", types=(1, 200))
+    with pytest.raises(symprobe.InvalidModelError, match="atomic type 200 is not an atomic number"):
+        symprobe.load_model(path)
+
+
+def test_atoms_without_neighbours(pet64):
+    """Two atoms beyond the cutoff (no pair in any list) and one lone molecule: energies of
+    isolated atoms, zero forces on them, under rotations as well."""
+    positions = np.array([[0.0, 0.0, 0.0], [8.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.96, 9.0, 0.0],
+                          [-0.24, 9.93, 0.0]])
+    numbers = np.array([8, 1, 8, 1, 1])
+    for options in ({}, {"rotations": "grid 2", "inversion": True}):
+        result = symprobe.load_model(pet64, **options).compute(positions, numbers, None, False,
+                                                               energies=True)
+        np.testing.assert_allclose(result["forces"][:2], 0.0, atol=1e-12)
+        assert np.abs(result["forces"][2:]).max() > 1e-3
+        assert result["energy"] == pytest.approx(result["energies"].sum(), abs=1e-10)
+    import ase
+    energy, _, _ = metatomic_ase(pet64, ase.Atoms(numbers=numbers, positions=positions))
+    plain = symprobe.load_model(pet64).compute(positions, numbers, None, False)
+    assert plain["energy"] == pytest.approx(energy, abs=1e-12)
+
+
 def test_device_the_model_does_not_support(tmp_path):
     path = pair_model(tmp_path / "cuda-only.pt", devices=("cuda",))
     with pytest.raises(ValueError, match="does not support device 'cpu' \\(supported: cuda\\)"):
