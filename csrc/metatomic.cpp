@@ -95,10 +95,9 @@ public:
         } catch (const std::exception& e) {
             throw Error(Error::InvalidModel, "metatomic model file '" + path + "' cannot be loaded: " + first_line(e));
         }
-        mta::ModelCapabilities capabilities;
         std::vector<mta::NeighborListOptions> requested;
         try {
-            capabilities = module_->run_method("capabilities").toCustomClass<mta::ModelCapabilitiesHolder>();
+            capabilities_ = module_->run_method("capabilities").toCustomClass<mta::ModelCapabilitiesHolder>();
             for (const auto& option : module_->run_method("requested_neighbor_lists").toList()) {
                 requested.push_back(option.get().toCustomClass<mta::NeighborListOptionsHolder>());
             }
@@ -108,6 +107,7 @@ public:
             throw Error(Error::InvalidModel, "metatomic model file '" + path + "': " + first_line(e));
         }
         const std::string origin = "metatomic model file '" + path + "'";
+        const mta::ModelCapabilities& capabilities = capabilities_;
         if (!capabilities->outputs().contains("energy")) {
             std::string names;
             for (const auto& item : capabilities->outputs()) names += (names.empty() ? "" : ", ") + item.key();
@@ -254,13 +254,14 @@ public:
             }
         }
         mts::TensorBlock block;
+        c10::impl::GenericDict outputs(c10::StringType::get(), c10::AnyType::get());
         try {
             // op by op, as for the contract's models (model.cpp): the optimising executor's
             // differentiable graphs also compute every weight gradient
             std::optional<torch::jit::GraphOptimizerEnabledGuard> unoptimised;
             if (device_.is_cpu()) unoptimised.emplace(false);
-            auto out = module_->forward({systems, evaluation_, /*check_consistency=*/false}).toGenericDict();
-            auto energy = out.at("energy").toCustomClass<mts::TensorMapHolder>();
+            outputs = module_->forward({systems, evaluation_, /*check_consistency=*/false}).toGenericDict();
+            auto energy = outputs.at("energy").toCustomClass<mts::TensorMapHolder>();
             block = mts::TensorMapHolder::block_by_id(energy, 0);
         } catch (const Error&) {
             throw;
@@ -280,8 +281,52 @@ public:
         torch::Tensor offsets = torch::tensor(first_atom, torch::TensorOptions().dtype(torch::kInt64)).to(device_);
         torch::Tensor index = offsets.index_select(0, samples.select(1, 0)) + samples.select(1, 1);
         torch::Tensor per_atom = torch::zeros({total}, values.options()).index_put({index}, values.select(1, 0));
+        if (direct_) {
+            torch::NoGradGuard no_grad;
+            auto block_of = [&](const std::string& key) {
+                return mts::TensorMapHolder::block_by_id(outputs.at(key).toCustomClass<mts::TensorMapHolder>(), 0);
+            };
+            mts::TensorBlock forces = block_of(force_key_);
+            torch::Tensor fs = forces->samples()->values().to(torch::kInt64);
+            torch::Tensor at = offsets.index_select(0, fs.select(1, 0)) + fs.select(1, 1);
+            last_forces_ = torch::zeros({total, 3}, forces->values().options())
+                               .index_put({at}, forces->values().reshape({-1, 3}).detach())
+                               .view({copies, staged.total_atoms, 3});
+            if (!stress_key_.empty()) {
+                mts::TensorBlock stress = block_of(stress_key_);
+                torch::Tensor system = stress->samples()->values().to(torch::kInt64).select(1, 0);
+                const int64_t n_systems = copies * static_cast<int64_t>(n_structures);
+                last_stress_ = torch::zeros({n_systems, 3, 3}, stress->values().options())
+                                   .index_put({system}, stress->values().reshape({-1, 3, 3}).detach())
+                                   .view({copies, static_cast<int64_t>(n_structures), 3, 3});
+            }
+        }
         return per_atom.view({copies, staged.total_atoms});
     }
+
+    void use_direct_forces() override {
+        const auto outputs = capabilities_->outputs();
+        for (const char* key : {"non_conservative_force", "non_conservative_forces"}) {
+            if (force_key_.empty() && outputs.contains(key)) force_key_ = key;
+        }
+        if (force_key_.empty()) {
+            std::string names;
+            for (const auto& item : outputs) names += (names.empty() ? "" : ", ") + item.key();
+            throw Error(Error::InvalidInput, "forces direct: the metatomic model '" + path_ +
+                                                 "' has no non_conservative_force output (outputs: " + names + ")");
+        }
+        if (outputs.contains("non_conservative_stress")) stress_key_ = "non_conservative_stress";
+        evaluation_->outputs.insert(force_key_, torch::make_intrusive<mta::ModelOutputHolder>(
+                                                    "", "eV/Angstrom", "atom", std::vector<std::string>{}, ""));
+        if (!stress_key_.empty()) {
+            evaluation_->outputs.insert(stress_key_, torch::make_intrusive<mta::ModelOutputHolder>(
+                                                         "", "eV/Angstrom^3", "system", std::vector<std::string>{}, ""));
+        }
+        direct_ = true;
+    }
+    bool has_direct_stress() const override { return !stress_key_.empty(); }
+    const torch::Tensor& direct_forces() const override { return last_forces_; }
+    const torch::Tensor& direct_stress() const override { return last_stress_; }
 
 private:
     std::string path_;
@@ -290,7 +335,11 @@ private:
     ModelMetadata metadata_;
     torch::Dtype dtype_ = torch::kFloat64;
     std::vector<ListRequest> requests_;
+    mta::ModelCapabilities capabilities_;
     mta::ModelEvaluationOptions evaluation_;
+    bool direct_ = false;
+    std::string force_key_, stress_key_;
+    torch::Tensor last_forces_, last_stress_;
     mts::Labels xyz_, distance_;
 };
 

@@ -47,6 +47,16 @@ public:
     // axes); every requested neighbour list's vectors are computed from them, so that the
     // energy is differentiable through positions, cell and vectors alike.
     virtual torch::Tensor energies(const Staged& staged, const torch::Tensor& rows, int64_t copies) = 0;
+
+    // forces direct: from now on every energies() call also asks for the model's own forces and
+    // stress; throws Error(InvalidInput) naming the outputs the model has if it has no forces.
+    virtual void use_direct_forces() = 0;
+    // Whether the model predicts a stress of its own (non_conservative_stress).
+    virtual bool has_direct_stress() const = 0;
+    // Of the last energies() call: forces [c, total atoms, 3] (eV/A) and, with a stress output,
+    // stresses [c, structures, 3, 3] (eV/A^3), in the copies' (rotated) frames.
+    virtual const torch::Tensor& direct_forces() const = 0;
+    virtual const torch::Tensor& direct_stress() const = 0;
 };
 
 // Loads and checks a metatomic model: its version, extensions, an `energy` output in a unit

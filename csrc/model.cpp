@@ -135,8 +135,14 @@ struct Model::Impl {
                 throw Error(Error::InvalidInput, "option atoms: evaluating in pieces is available for "
                                                  "symprobe-contract models only, not for the metatomic model '" + path + "'");
             }
+            if (options.direct_forces) metatomic->use_direct_forces();
         } else {
             load_contract_model();
+            if (options.direct_forces) {
+                throw Error(Error::InvalidInput, "forces direct: the symprobe-contract model '" + path +
+                                                     "' predicts only an energy; direct forces are outputs of "
+                                                     "metatomic models that offer non_conservative_force");
+            }
         }
         allowed.assign(119, false);
         for (int z : metadata.elements) allowed[z] = true;
@@ -328,6 +334,7 @@ struct Model::Impl {
         torch::Tensor atom_rows = torch::tensor(position_rows, torch::TensorOptions().dtype(torch::kInt64)).to(device);
         in.forces = [&](const torch::Tensor& gradient) { return -gradient.index_select(1, atom_rows); };
         const uint64_t step = request.step >= 0 ? static_cast<uint64_t>(request.step) : rotation_step;
+        if (options.direct_forces) return evaluate_direct(structures, parts, in, request, step);
         detail::Symmetrized sym = symmetrizer->evaluate(in, parts, request, step);
         RECORD_USER_SCOPE("symprobe::forces_and_virial");
         return collect(sym, parts, request, [&](size_t p, const double* grad, Results& res) {
@@ -346,6 +353,69 @@ struct Model::Impl {
             res.diagnostics.net_torque = net_torque(res.virial);
             if (request.forces) res.forces = std::move(forces);
         });
+    }
+
+    // forces direct: the energy through the symmetrisation stage without derivatives, and the
+    // model's own forces and stresses, each copy's rotated back (F R, R^T sigma R) and averaged
+    // with the rotation weights. The net force of each structure is removed (reported in the
+    // diagnostics); the virial is -sigma V for a periodic structure and sum_i x_i (x) F_i for a
+    // finite one.
+    std::vector<Results> evaluate_direct(const std::vector<detail::Structure>& structures,
+                                         const std::vector<detail::Part>& parts, detail::RotatingInput& in,
+                                         const Request& request, uint64_t step) {
+        if (request.forces_rms_spread) {
+            throw Error(Error::InvalidInput, "forces_rms_spread is a spread of energy gradients; it is not "
+                                             "available with forces direct");
+        }
+        const int64_t n_structures = static_cast<int64_t>(structures.size());
+        auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(device);
+        torch::Tensor forces = torch::zeros({in.n_nodes, 3}, f64);
+        torch::Tensor stress = torch::zeros({n_structures, 3, 3}, f64);
+        in.rotated_outputs = [&](const torch::Tensor& R, const torch::Tensor& w) {
+            torch::Tensor f = metatomic->direct_forces().to(torch::kFloat64);  // [c, n, 3]
+            forces += (torch::matmul(f, R) * w.view({-1, 1, 1})).sum(0);
+            if (metatomic->has_direct_stress()) {
+                torch::Tensor sigma = metatomic->direct_stress().to(torch::kFloat64);  // [c, S, 3, 3]
+                torch::Tensor Rs = R.unsqueeze(1);
+                stress += (torch::matmul(Rs.transpose(2, 3), torch::matmul(sigma, Rs)) * w.view({-1, 1, 1, 1})).sum(0);
+            }
+        };
+        Request energy_only = request;
+        energy_only.forces = energy_only.virial = false;
+        detail::Symmetrized sym = symmetrizer->evaluate(in, parts, energy_only, step);
+        std::vector<Results> results = collect(sym, parts, energy_only, nullptr);
+        torch::Tensor f_host = forces.cpu().contiguous(), s_host = stress.cpu().contiguous();
+        for (size_t p = 0; p < parts.size(); ++p) {
+            const detail::Part& part = parts[p];
+            const detail::Structure& st = structures[p];
+            Results& res = results[p];
+            const double* f = f_host.data_ptr<double>() + 3 * part.node_begin;
+            std::vector<double> out(f, f + 3 * part.n_nodes);
+            for (int64_t i = 0; i < 3 * part.n_nodes; ++i) res.diagnostics.net_force[i % 3] += out[i];
+            for (int64_t i = 0; i < 3 * part.n_nodes; ++i) {
+                out[i] -= res.diagnostics.net_force[i % 3] / static_cast<double>(part.n_nodes);
+                if (!std::isfinite(out[i])) throw Error(Error::ModelFailure, path + ": the model produced non-finite forces");
+            }
+            const bool periodic = st.pbc[0] && st.pbc[1] && st.pbc[2];
+            if (request.virial && periodic) {
+                if (!metatomic->has_direct_stress()) {
+                    throw Error(Error::InvalidInput, "forces direct: the metatomic model '" + path + "' has no "
+                                                     "non_conservative_stress output, so the virial of a periodic "
+                                                     "structure is not available");
+                }
+                const double* c = st.cell;
+                const double volume = std::abs(c[0] * (c[4] * c[8] - c[5] * c[7]) - c[1] * (c[3] * c[8] - c[5] * c[6]) +
+                                               c[2] * (c[3] * c[7] - c[4] * c[6]));
+                for (int k = 0; k < 9; ++k) res.virial[k] = -volume * s_host.data_ptr<double>()[9 * p + k];
+            } else if (request.virial) {
+                for (int64_t i = 0; i < part.n_nodes; ++i)
+                    for (int a = 0; a < 3; ++a)
+                        for (int b = 0; b < 3; ++b) res.virial[3 * a + b] += st.positions[3 * i + a] * out[3 * i + b];
+            }
+            res.diagnostics.net_torque = net_torque(res.virial);
+            if (request.forces) res.forces = std::move(out);
+        }
+        return results;
     }
 
     // Per part: energy and diagnostics from the stage's output, then forces and virial from the
@@ -375,7 +445,7 @@ struct Model::Impl {
                 res.energies.assign(ae, ae + part.n_nodes);
             }
             if (!sym.forces_rms_spread.empty()) res.diagnostics.forces_rms_spread = sym.forces_rms_spread[p];
-            if (need_grad) forces_and_virial(p, sym.gradient.data_ptr<double>(), res);
+            if (need_grad && forces_and_virial) forces_and_virial(p, sym.gradient.data_ptr<double>(), res);
         }
         // only successful evaluations advance the stream
         if (request.step < 0 && options.rotations.random()) rotation_step++;

@@ -76,6 +76,9 @@ const std::vector<OptionInfo>& option_table() {
         {"skin", "D", "0", false, "Verlet skin in Angstrom (0 = rebuild the neighbour list every call)"},
         {"threads", "N", "0", false, "torch and neighbour-search threads (0 = keep torch's setting)"},
         {"device", "cpu|cuda[:N]", "cpu", false, "where the model runs"},
+        {"forces", "conservative|direct", "conservative", false,
+         "conservative: -dE/dx and the strain derivative; direct: the model's own force and stress "
+         "outputs (metatomic models that offer them), faster, but they do not conserve energy"},
     };
     return table;
 }
@@ -130,6 +133,11 @@ ModelOptions ModelOptions::parse(const std::vector<std::string>& tokens) {
             out.skin = length(key, value);
         } else if (key == "threads") {
             out.threads = static_cast<int>(count(key, value, 4096, "a non-negative integer (0 = keep torch's setting)"));
+        } else if (key == "forces") {
+            if (value != "conservative" && value != "direct") {
+                invalid("forces must be conservative or direct, got '" + value + "'");
+            }
+            out.direct_forces = value == "direct";
         } else if (key == "device") {
             unsigned long long index = 0;
             bool ok = value == "cpu" || value == "cuda" ||

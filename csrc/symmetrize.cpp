@@ -140,6 +140,7 @@ Symmetrized Symmetrizer::evaluate(const RotatingInput& in, const std::vector<Par
         {
             RECORD_USER_SCOPE("symprobe::model_forward");
             per_atom = in.energies(input, c);
+            if (in.rotated_outputs) in.rotated_outputs(R, w);
         }
         {
             RECORD_USER_SCOPE("symprobe::energies");

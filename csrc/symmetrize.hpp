@@ -30,6 +30,9 @@ struct RotatingInput {
     std::function<torch::Tensor(const torch::Tensor& rows, int64_t copies)> energies;
     // Forces [c, n_nodes, 3] (eV/A) from the gradient dE/d(rows) [c, m, 3] in the lab frame.
     std::function<torch::Tensor(const torch::Tensor& gradient)> forces;
+    // Optional: called after each model call with that chunk's rotations R [c, 3, 3] and
+    // normalised weights w [c], for outputs other than the energy that must be rotated back.
+    std::function<void(const torch::Tensor& R, const torch::Tensor& w)> rotated_outputs;
 };
 
 // How many items (rotated copies, structures) go into one model call. Batching amortises

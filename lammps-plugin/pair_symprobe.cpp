@@ -163,6 +163,10 @@ void PairSymprobe::init_style() {
     for (int t = 1; t <= atom->ntypes; ++t) {
         if (type_numbers_[t] == UNSET_TYPE) error->all(FLERR, "pair_style symprobe: atom type {} has no element", t);
     }
+    if (model_->options().direct_forces && comm->nprocs > 1) {
+        error->all(FLERR, "pair_style symprobe: forces direct runs on one rank only: a rank's direct "
+                          "forces on its ghosts are not forces on their owners, and a cluster has no stress");
+    }
     if (positions_model_) {
         // A model that takes positions: on one rank the local atoms in LAMMPS's periodic box
         // (the core builds the periodic neighbour lists with cell shifts, as for any structure);

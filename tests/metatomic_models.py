@@ -10,19 +10,26 @@ from metatomic.torch import (AtomisticModel, ModelCapabilities, ModelMetadata, M
                              NeighborListOptions, System)
 
 
-def metatrain_pet(path, dtype=torch.float64, seed=0, cutoff=3.5, layers=2):
+def metatrain_pet(path, dtype=torch.float64, seed=0, cutoff=3.5, layers=2, direct=False):
     """metatrain's PET for H and O, width 16, `layers` message-passing layers (interaction range
-    layers x cutoff), random weights large enough to give forces of ~0.1-1 eV/A."""
+    layers x cutoff), random weights large enough to give forces of ~0.1-1 eV/A; `direct` adds
+    heads for non-conservative forces and stress, as PET-MAD has."""
     from metatrain.pet import PET
     from metatrain.utils.architectures import get_default_hypers
     from metatrain.utils.data import DatasetInfo
-    from metatrain.utils.data.target_info import get_energy_target_info
+    from metatrain.utils.data.target_info import get_energy_target_info, get_generic_target_info
     torch.manual_seed(seed)
     hypers = copy.deepcopy(get_default_hypers("pet")["model"])
     hypers.update(d_pet=16, d_head=16, d_node=16, d_feedforward=32, num_heads=2,
                   num_attention_layers=1, num_gnn_layers=layers, cutoff=cutoff)
-    info = DatasetInfo(length_unit="Angstrom", atomic_types=[1, 8], targets={
-        "energy": get_energy_target_info("energy", {"quantity": "energy", "unit": "eV"})})
+    targets = {"energy": get_energy_target_info("energy", {"quantity": "energy", "unit": "eV"})}
+    if direct:
+        for name, unit, rank, kind in (("non_conservative_forces", "eV/Angstrom", 1, "atom"),
+                                       ("non_conservative_stress", "eV/Angstrom^3", 2, "system")):
+            targets[name] = get_generic_target_info(name, {
+                "quantity": "", "unit": unit, "type": {"cartesian": {"rank": rank}},
+                "num_subtargets": 1, "sample_kind": kind})
+    info = DatasetInfo(length_unit="Angstrom", atomic_types=[1, 8], targets=targets)
     model = PET(hypers, info)
     with torch.no_grad():
         for p in model.parameters():

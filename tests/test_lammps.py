@@ -572,3 +572,25 @@ run 400
     assert np.ptp(rows[:, 1]) > 20 * np.ptp(rows[:, 2])  # the potential energy does move
     _, out = run_lammps(tmp_path, header(metatomic_pet) + EVAL, check=False)
     assert "per-atom virials (compute stress/atom) are not available for the metatomic model" in out
+
+
+def test_metatomic_direct_forces_one_rank_and_refused_on_two(tmp_path):
+    """forces direct: on one rank LAMMPS takes the core's direct forces, energy and virial; on
+    two ranks the pair style refuses with the reason."""
+    pytest.importorskip("metatrain")
+    from metatomic_models import metatrain_pet
+    path = metatrain_pet(tmp_path / "direct.pt", direct=True)
+    atoms = water_box(8, seed=9)
+    lmp_atoms = write_data(atoms, tmp_path / "data.lmp")
+    _, out = run_lammps(tmp_path, header(f"{path} forces direct") + EVAL_NO_STRESS_ATOM)
+    ref = symprobe.load_model(path, forces="direct").compute(lmp_atoms.positions, lmp_atoms.numbers,
+                                                             lmp_atoms.cell.array, True)
+    pe, _ = values(out, "PE")[0]
+    pv = values(out, "PV")[0]
+    assert pe == pytest.approx(ref["energy"], rel=1e-10)
+    np.testing.assert_allclose(read_dump_forces(tmp_path / "forces.dump", len(atoms)), ref["forces"], atol=1e-9)
+    W = 0.5 * (ref["virial"] + ref["virial"].T)
+    expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * NKTV2P / pv[6]
+    np.testing.assert_allclose(pv[:6], expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
+    _, out = run_lammps(tmp_path, header(f"{path} forces direct") + EVAL_NO_STRESS_ATOM, ranks=2, check=False)
+    assert "forces direct runs on one rank only" in out

@@ -205,6 +205,60 @@ def test_ipi_pes_with_a_metatomic_model(tmp_path, pet64):
     np.testing.assert_allclose(virial * HARTREE_EV, direct["virial"], atol=1e-10)
 
 
+@pytest.fixture(scope="module")
+def pet_direct(tmp_path_factory):
+    pytest.importorskip("metatrain")
+    return metatrain_pet(tmp_path_factory.mktemp("pet") / "direct.pt", direct=True)
+
+
+def test_direct_forces_equal_metatomic_ase_and_rotate_back(pet_direct):
+    """forces direct: the model's own forces and stress, as metatomic-ase's non_conservative=True
+    gives them (net force removed); under grid 2 + inversion each copy's forces (F R) and stress
+    (R^T sigma R) rotated back and averaged with the weights."""
+    from metatomic_ase import MetatomicCalculator
+    atoms = structure("triclinic")
+    result = core(symprobe.load_model(pet_direct, forces="direct"), atoms)
+    reference = atoms.copy()
+    reference.calc = MetatomicCalculator(pet_direct, non_conservative=True)
+    assert result["energy"] == pytest.approx(reference.get_potential_energy(), abs=1e-11)
+    np.testing.assert_allclose(result["forces"], reference.get_forces(), atol=1e-12)
+    np.testing.assert_allclose(-result["virial"] / atoms.get_volume(),
+                               reference.get_stress(voigt=False), atol=1e-13)
+    assert np.abs(result["net_force"]).max() > 1e-3  # the raw outputs' net force, removed
+    np.testing.assert_allclose(result["forces"].sum(axis=0), 0.0, atol=1e-10)
+    # the conservative forces of the same model are another thing
+    assert np.abs(core(symprobe.load_model(pet_direct), atoms)["forces"] - result["forces"]).max() > 1e-3
+
+    averaged = core(symprobe.load_model(pet_direct, forces="direct", rotations="grid 2", inversion=True), atoms)
+    matrices, weights = symprobe.rotation_set("grid 2", inversion=True)
+    weights = weights / weights.sum()
+    energy, forces, stress = 0.0, np.zeros_like(atoms.positions), np.zeros((3, 3))
+    for R, w in zip(matrices, weights):
+        rotated = atoms.copy()
+        rotated.set_cell(atoms.cell.array @ R.T, scale_atoms=False)
+        rotated.positions = atoms.positions @ R.T
+        rotated.calc = MetatomicCalculator(pet_direct, non_conservative=True)
+        energy += w * rotated.get_potential_energy()
+        forces += w * rotated.get_forces() @ R
+        stress += w * R.T @ rotated.get_stress(voigt=False) @ R
+    assert averaged["energy"] == pytest.approx(energy, abs=1e-11)
+    np.testing.assert_allclose(averaged["forces"], forces - forces.mean(axis=0), atol=1e-11)
+    np.testing.assert_allclose(-averaged["virial"] / atoms.get_volume(), stress, atol=1e-12)
+
+
+def test_direct_forces_refusals(tmp_path, pet64, pet_direct):
+    with pytest.raises(ValueError, match="forces direct: the symprobe-contract model .* predicts only an energy"):
+        symprobe.load_model("water-reference", forces="direct")
+    with pytest.raises(ValueError, match="forces direct: the metatomic model .* has no non_conservative_force output"):
+        symprobe.load_model(pet64, forces="direct")
+    with pytest.raises(ValueError, match="forces must be conservative or direct, got 'exact'"):
+        symprobe.load_model(pet_direct, forces="exact")
+    atoms = structure("cubic")
+    with pytest.raises(ValueError, match="forces_rms_spread .* not available with forces direct"):
+        core(symprobe.load_model(pet_direct, forces="direct", rotations="grid 2"), atoms,
+             forces_rms_spread=True)
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 def test_unsupported_element_names_the_atom(pet64):

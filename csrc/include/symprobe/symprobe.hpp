@@ -128,6 +128,10 @@ struct ModelOptions {
     // rounding, memory bounded by the piece, more model work for the pieces' halos.
     int64_t atoms = 0;
     RotationOptions rotations;   // symmetrisation of every evaluation
+    // forces direct: the forces (and stress) a metatomic model predicts as outputs of their own
+    // (non_conservative_force, non_conservative_stress) instead of derivatives of its energy;
+    // rotated back and averaged like the energy, net force removed. They do not conserve energy.
+    bool direct_forces = false;
 
     // Parses `key value` tokens over the defaults; `rotations` takes one word (none, random) or
     // two (grid L, lebedev L). Throws Error(InvalidInput) naming the key and the value.
