@@ -6,14 +6,16 @@ float32, untrained weights), 1 torch thread, water of 192 and 1536 atoms:
   stage) against metatomic-ase's `SymmetrizedCalculator(l_max=2)` (60 rotations with
   inversion, all in one batch, plus one plain evaluation), per evaluation and per rotation;
 - LAMMPS (1 rank, fix nve, list every 10 steps) per step against one `model.compute`.
-The two sides of each pair are timed in alternation in this process (medians).
+The two sides of each pair are timed in alternation (medians); LAMMPS runs alternate with
+rounds of core calls.
 
-    .venv/bin/python benchmarks/metatomic_backend.py [--repeats 5]
+    .venv/bin/python benchmarks/metatomic_backend.py [--repeats 5] [--parts plain lammps grid]
 
 Writes benchmarks/results/metatomic_backend.json.
 """
 import argparse
 import copy
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -52,51 +54,77 @@ def alternated(first, second, repeats):
     return float(np.median(times[0])), float(np.median(times[1]))
 
 
+def lammps_against_core(path, atoms, steps, rounds):
+    """LAMMPS seconds per step and the core's seconds per call, timed in alternating rounds (one
+    LAMMPS run of `steps` steps, then as many core calls), medians over the rounds."""
+    model = symprobe.load_model(path, threads=1)
+    x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
+    model.compute(x, z, cell, True)
+    lammps, core, sections = [], [], None
+    for _ in range(rounds):
+        seconds, _, sections = lammps_seconds_per_step(path, atoms, steps, 1)
+        lammps.append(seconds)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            model.compute(x, z, cell, True)
+        core.append((time.perf_counter() - t0) / steps)
+    return float(np.median(lammps)), float(np.median(core)), sections
+
+
 def main():
     from ase.calculators.calculator import all_changes
     from metatomic_ase import MetatomicCalculator, SymmetrizedCalculator
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--steps", type=int, default=20, help="LAMMPS steps at 192 atoms (fewer when larger)")
+    p.add_argument("--steps", type=int, default=10, help="LAMMPS steps per round at 192 atoms (fewer when larger)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating LAMMPS / core rounds")
+    p.add_argument("--parts", nargs="+", choices=["plain", "lammps", "grid"], default=["plain", "lammps", "grid"],
+                   help="parts to run; the others keep their rows of the existing JSON")
     args = p.parse_args()
     torch.set_num_threads(1)
+    previous = Path(__file__).parent / "results" / "metatomic_backend.json"
     rows = {"plain": [], "grid": [], "lammps": []}
+    if previous.exists():
+        rows.update({k: v for k, v in json.loads(previous.read_text()).items() if k in rows and k not in args.parts})
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "pet.pt")
         parameters = export_default_pet(path)
         for rep in (1, 2):
             atoms = water_system(rep)
             x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
-            model = symprobe.load_model(path, threads=1)
-            calc = MetatomicCalculator(path)
-            core, ase = alternated(lambda: model.compute(x, z, cell, True),
-                                   lambda: calc.calculate(atoms, ["energy", "forces"], all_changes),
-                                   max(2, args.repeats // rep ** 2))
-            rows["plain"].append({"atoms": len(atoms), "symprobe_ms": 1e3 * core, "metatomic_ase_ms": 1e3 * ase,
-                                  "metatomic_ase_over_symprobe": ase / core})
-            print(rows["plain"][-1], flush=True)
-            steps = max(4, args.steps // rep ** 3)
-            lammps, _, sections = lammps_seconds_per_step(path, atoms, steps, 1)
-            rows["lammps"].append({"atoms": len(atoms), "core_ms": 1e3 * core, "lammps_ms": 1e3 * lammps,
-                                   "lammps_over_core": lammps / core, "steps": steps,
-                                   "sections_ms": {k: 1e3 * v for k, v in sections.items()}})
-            print(rows["lammps"][-1], flush=True)
-        atoms = water_system(1)
-        x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
-        grid = symprobe.load_model(path, threads=1, rotations="grid 2", inversion=True)
-        symmetrized = SymmetrizedCalculator(MetatomicCalculator(path), l_max=2, include_inversion=True)
-        settled(grid, x, z, cell)
-        ours, theirs = alternated(lambda: grid.compute(x, z, cell, True),
-                                  lambda: symmetrized.calculate(atoms, ["energy", "forces"], all_changes),
-                                  max(2, args.repeats // 2))
-        n_ours, n_theirs = len(grid.rotation_weights), len(symmetrized.quadrature_rotations)
-        rows["grid"].append({"atoms": len(atoms), "symprobe_rotations": n_ours, "symprobe_chunk": grid.chunk,
-                             "symprobe_ms": 1e3 * ours, "metatomic_ase_rotations": n_theirs,
-                             "metatomic_ase_ms": 1e3 * theirs, "per_evaluation_ratio": theirs / ours,
-                             "per_rotation_ratio": (theirs / (n_theirs + 1)) / (ours / n_ours)})
-        print(rows["grid"][-1], flush=True)
+            if "plain" in args.parts:
+                model = symprobe.load_model(path, threads=1)
+                calc = MetatomicCalculator(path)
+                core, ase = alternated(lambda: model.compute(x, z, cell, True),
+                                       lambda: calc.calculate(atoms, ["energy", "forces"], all_changes),
+                                       max(2, args.repeats // rep ** 2))
+                rows["plain"].append({"atoms": len(atoms), "symprobe_ms": 1e3 * core, "metatomic_ase_ms": 1e3 * ase,
+                                      "metatomic_ase_over_symprobe": ase / core})
+                print(rows["plain"][-1], flush=True)
+            if "lammps" in args.parts:
+                steps = max(2, args.steps // rep ** 3)
+                lammps, core, sections = lammps_against_core(path, atoms, steps, args.rounds)
+                rows["lammps"].append({"atoms": len(atoms), "core_ms": 1e3 * core, "lammps_ms": 1e3 * lammps,
+                                       "lammps_over_core": lammps / core, "steps": steps, "rounds": args.rounds,
+                                       "sections_ms": {k: 1e3 * v for k, v in sections.items()}})
+                print(rows["lammps"][-1], flush=True)
+        if "grid" in args.parts:
+            atoms = water_system(1)
+            x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
+            grid = symprobe.load_model(path, threads=1, rotations="grid 2", inversion=True)
+            symmetrized = SymmetrizedCalculator(MetatomicCalculator(path), l_max=2, include_inversion=True)
+            settled(grid, x, z, cell)
+            ours, theirs = alternated(lambda: grid.compute(x, z, cell, True),
+                                      lambda: symmetrized.calculate(atoms, ["energy", "forces"], all_changes),
+                                      max(2, args.repeats // 2))
+            n_ours, n_theirs = len(grid.rotation_weights), len(symmetrized.quadrature_rotations)
+            rows["grid"].append({"atoms": len(atoms), "symprobe_rotations": n_ours, "symprobe_chunk": grid.chunk,
+                                 "symprobe_ms": 1e3 * ours, "metatomic_ase_rotations": n_theirs,
+                                 "metatomic_ase_ms": 1e3 * theirs, "per_evaluation_ratio": theirs / ours,
+                                 "per_rotation_ratio": (theirs / (n_theirs + 1)) / (ours / n_ours)})
+            print(rows["grid"][-1], flush=True)
     path = write_json("metatomic_backend", {"benchmark": "metatomic_backend", "model": "metatrain PET, default hypers, float32",
-                                    "parameters": parameters, "torch_threads": 1, **rows})
+                                            "parameters": parameters, "torch_threads": 1, **rows})
     print(f"wrote {path}")
     print_table(["atoms", "symprobe (ms)", "metatomic-ase (ms)", "ratio"],
                 [[str(r["atoms"]), f"{r['symprobe_ms']:.1f}", f"{r['metatomic_ase_ms']:.1f}",

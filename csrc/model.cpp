@@ -1,6 +1,7 @@
-// The model evaluation stage: loads a TorchScript model through the model contract, checks its
-// outputs and runs it; Model hands graphs to the symmetrisation stage (symmetrize.cpp) and turns
-// the lab-frame edge gradient into forces and virials.
+// The model evaluation stage: loads a TorchScript model through the model contract (or hands a
+// metatomic archive to metatomic.cpp), checks its outputs and runs it; Model hands the rows of
+// an evaluation (edge vectors, or positions and cell rows) to the symmetrisation stage
+// (symmetrize.cpp) and turns their lab-frame gradient into forces and virials.
 #include "symprobe/symprobe.hpp"
 #include "metatomic.hpp"
 #include "symmetrize.hpp"
