@@ -101,8 +101,9 @@ public:
             for (const auto& option : module_->run_method("requested_neighbor_lists").toList()) {
                 requested.push_back(option.get().toCustomClass<mta::NeighborListOptionsHolder>());
             }
-            metadata_.name = mta::read_model_metadata(path)->name;
-            metadata_.json = mta::read_model_metadata(path)->to_json();
+            const mta::ModelMetadata metadata = mta::read_model_metadata(path);
+            metadata_.name = metadata->name;
+            metadata_.json = metadata->to_json();
         } catch (const std::exception& e) {
             throw Error(Error::InvalidModel, "metatomic model file '" + path + "': " + first_line(e));
         }

@@ -14,6 +14,7 @@ import pytest
 import symprobe
 from symprobe.water import water_box
 
+from conftest import strain_derivative
 from ipi_support import (Processes, finish, forcefield_xml, free_port, input_xml, read_forces,
                          read_positions, read_properties, remove_socket_files, socket_name,
                          wait_for, wait_socket)
@@ -437,17 +438,10 @@ def test_triclinic_cell_and_raw_virial_orientation(run, tmp_path):
     direct = model.compute(atoms.positions, atoms.numbers, atoms.cell.array, True)
     assert energy == pytest.approx(direct["energy"], rel=1e-12)
     np.testing.assert_allclose(forces, direct["forces"], atol=1e-10)
-    step, w_fd = 1e-5, np.zeros((3, 3))
-    for i in range(3):
-        for j in range(3):
-            e = []
-            for sign in (1, -1):
-                strain = np.eye(3)
-                strain[i, j] += sign * step
-                e.append(model.compute(atoms.positions @ strain, atoms.numbers,
-                                       atoms.cell.array @ strain, True, forces=False,
-                                       virial=False)["energy"])
-            w_fd[i, j] = -(e[0] - e[1]) / (2 * step)
+    # strain_derivative strains x -> x (1 + eps)^T: W = -(its result)^T
+    w_fd = -strain_derivative(
+        lambda x, cell: model.compute(x, atoms.numbers, cell, True, forces=False, virial=False)["energy"],
+        atoms.positions, atoms.cell.array, h=1e-5).T
     np.testing.assert_allclose(virial, w_fd, atol=1e-6 * np.abs(w_fd).max() + 1e-8)
     asymmetry = np.abs(virial - virial.T).max()
     assert asymmetry > 100 * np.abs(virial - w_fd).max() and asymmetry > 1e-3, (virial, w_fd)

@@ -80,14 +80,22 @@ print "SA $(c_sums[1]:%.17g) $(c_sums[2]:%.17g) $(c_sums[3]:%.17g) $(c_sums[4]:%
 """
 
 
-def compare_with_core(tmp_path, atoms, model_path, options="", ranks=1, python_options=None):
+def assert_pressure_is_virial(pv, virial, rtol):
+    """LAMMPS's virial pressure components (pxx pyy pzz pxy pxz pyz, volume) against the core's
+    virial (eV), symmetrised as LAMMPS keeps it."""
+    W = 0.5 * (virial + virial.T)
+    expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * NKTV2P / pv[6]
+    np.testing.assert_allclose(pv[:6], expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+def compare_with_core(tmp_path, atoms, model_path, options="", ranks=1, python_options=None, script=None):
     lmp_atoms = write_data(atoms, tmp_path / "data.lmp")
-    _, out = run_lammps(tmp_path, header(f"{model_path} {options}") + EVAL, ranks=ranks)
+    _, out = run_lammps(tmp_path, header(f"{model_path} {options}") + (script or EVAL), ranks=ranks)
     model = symprobe.load_model(model_path, **(python_options or {}))
     ref = model.compute(lmp_atoms.positions, lmp_atoms.numbers, lmp_atoms.cell.array, True)
     pe, pe_sum = values(out, "PE")[0]
     pv = values(out, "PV")[0]
-    sa = values(out, "SA")[0]
+    sa = values(out, "SA")[0] if script is None else None
     forces = read_dump_forces(tmp_path / "forces.dump", len(atoms))
     return ref, pe, pe_sum, pv, sa, forces, lmp_atoms
 
@@ -469,9 +477,7 @@ def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks, molecu
     assert pe == pytest.approx(ref["energy"], rel=1e-10)
     assert pe_sum == pytest.approx(ref["energy"], rel=1e-10)
     np.testing.assert_allclose(forces, ref["forces"], atol=1e-9 * np.abs(ref["forces"]).max())
-    W = 0.5 * (ref["virial"] + ref["virial"].T)
-    expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * NKTV2P / pv[6]
-    np.testing.assert_allclose(pv[:6], expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
+    assert_pressure_is_virial(pv, ref["virial"], rtol=1e-8)
 
 
 @pytest.mark.device
@@ -483,9 +489,7 @@ def test_device_on_two_ranks_equals_core_on_cpu(tmp_path, accelerator):
         tmp_path, atoms, bundled_path("water-orientation"), options=f"device {accelerator}", ranks=2)
     assert pe == pytest.approx(ref["energy"], rel=1e-10)
     np.testing.assert_allclose(forces, ref["forces"], atol=1e-10 * np.abs(ref["forces"]).max())
-    W = 0.5 * (ref["virial"] + ref["virial"].T)
-    expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * NKTV2P / pv[6]
-    np.testing.assert_allclose(pv[:6], expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+    assert_pressure_is_virial(pv, ref["virial"], rtol=1e-9)
     log = (tmp_path / "screen.txt").read_text()
     assert ("node-local rank r uses cuda:(r mod" in log) == (accelerator == "cuda")
 
@@ -532,22 +536,15 @@ def test_metatomic_model_equals_core(tmp_path, metatomic_pet, ranks, molecules):
     forces sent back to their owners. Energies, per-atom energies, forces and virial equal the
     core's, also in a 6.2 A box thinner than the interaction range."""
     atoms = water_box(molecules, seed=9)
-    lmp_atoms = write_data(atoms, tmp_path / "data.lmp")
-    _, out = run_lammps(tmp_path, header(metatomic_pet) + EVAL_NO_STRESS_ATOM, ranks=ranks)
-    ref = symprobe.load_model(metatomic_pet).compute(lmp_atoms.positions, lmp_atoms.numbers,
-                                                     lmp_atoms.cell.array, True)
-    pe, pe_sum = values(out, "PE")[0]
-    pv = values(out, "PV")[0]
-    forces = read_dump_forces(tmp_path / "forces.dump", len(atoms))
+    ref, pe, pe_sum, pv, _, forces, _ = compare_with_core(tmp_path, atoms, metatomic_pet, ranks=ranks,
+                                                         script=EVAL_NO_STRESS_ATOM)
     log = (tmp_path / "screen.txt").read_text()
     assert ("the local atoms in the periodic box" in log) == (ranks == 1)
     assert (f"metatomic model on {ranks} ranks: each rank evaluates its atoms with its ghosts" in log) == (ranks > 1)
     assert pe == pytest.approx(ref["energy"], rel=1e-10)
     assert pe_sum == pytest.approx(ref["energy"], rel=1e-10)
     np.testing.assert_allclose(forces, ref["forces"], atol=1e-9 * np.abs(ref["forces"]).max())
-    W = 0.5 * (ref["virial"] + ref["virial"].T)
-    expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * NKTV2P / pv[6]
-    np.testing.assert_allclose(pv[:6], expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
+    assert_pressure_is_virial(pv, ref["virial"], rtol=1e-8)
 
 
 def test_metatomic_model_nve_and_refusals(tmp_path, metatomic_pet):
@@ -581,16 +578,11 @@ def test_metatomic_direct_forces_one_rank_and_refused_on_two(tmp_path):
     from metatomic_models import metatrain_pet
     path = metatrain_pet(tmp_path / "direct.pt", direct=True)
     atoms = water_box(8, seed=9)
-    lmp_atoms = write_data(atoms, tmp_path / "data.lmp")
-    _, out = run_lammps(tmp_path, header(f"{path} forces direct") + EVAL_NO_STRESS_ATOM)
-    ref = symprobe.load_model(path, forces="direct").compute(lmp_atoms.positions, lmp_atoms.numbers,
-                                                             lmp_atoms.cell.array, True)
-    pe, _ = values(out, "PE")[0]
-    pv = values(out, "PV")[0]
+    ref, pe, _, pv, _, forces, _ = compare_with_core(tmp_path, atoms, path, options="forces direct",
+                                                     python_options={"forces": "direct"},
+                                                     script=EVAL_NO_STRESS_ATOM)
     assert pe == pytest.approx(ref["energy"], rel=1e-10)
-    np.testing.assert_allclose(read_dump_forces(tmp_path / "forces.dump", len(atoms)), ref["forces"], atol=1e-9)
-    W = 0.5 * (ref["virial"] + ref["virial"].T)
-    expected = np.array([W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]) * NKTV2P / pv[6]
-    np.testing.assert_allclose(pv[:6], expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
+    np.testing.assert_allclose(forces, ref["forces"], atol=1e-9)
+    assert_pressure_is_virial(pv, ref["virial"], rtol=1e-8)
     _, out = run_lammps(tmp_path, header(f"{path} forces direct") + EVAL_NO_STRESS_ATOM, ranks=2, check=False)
     assert "forces direct runs on one rank only" in out
