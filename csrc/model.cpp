@@ -151,6 +151,35 @@ struct Model::Impl {
         symmetrizer.emplace(options.rotations, device, dtype, path);
     }
 
+    // The option correction torque-free on the results of one whole structure.
+    void correct(Results& r, const double* positions, const int32_t* numbers, int64_t n_atoms,
+                 const bool* pbc, const Request& request) const {
+        if (!options.torque_free) return;
+        if (!(pbc[0] || pbc[1] || pbc[2])) {
+            if (request.energy_atoms >= 0 && request.energy_atoms < n_atoms) {
+                throw Error(Error::InvalidInput, "correction torque-free: a non-periodic system needs all its "
+                                                 "atoms in one evaluation (not a domain with ghost atoms)");
+            }
+            if (request.atomic_virials) {
+                throw Error(Error::InvalidInput, "correction torque-free: per-atom virials of a non-periodic "
+                                                 "system are not available");
+            }
+            if (!request.forces) {
+                if (request.virial) {
+                    throw Error(Error::InvalidInput, "correction torque-free: the virial of a non-periodic "
+                                                     "system follows the corrected forces; request forces too");
+                }
+                return;
+            }
+            remove_net_force_and_torque(r.forces.data(), positions, request.masses, numbers, n_atoms,
+                                        request.virial ? r.virial.data() : nullptr);
+            return;
+        }
+        symmetrize_virial(r.virial.data());
+        if (request.atomic_virials)
+            for (int64_t i = 0; i < n_atoms; ++i) symmetrize_virial(&r.atomic_virials[9 * i]);
+    }
+
     void load_contract_model() {
         torch::jit::ExtraFilesMap extra{{METADATA_FILE, ""}};
         try {
@@ -696,7 +725,9 @@ Results Model::compute(const double* positions, const int32_t* numbers, int64_t 
     const int64_t n_energy = request.energy_atoms >= 0 ? request.energy_atoms : n_atoms;
     const NeighborList& nl = impl_->verlet.update(positions, n_atoms, cell, pbc);
     if (impl_->metatomic) {
-        return std::move(impl_->evaluate_structures({{positions, numbers, n_atoms, n_energy, cell, pbc, &nl}}, request)[0]);
+        Results r = std::move(impl_->evaluate_structures({{positions, numbers, n_atoms, n_energy, cell, pbc, &nl}}, request)[0]);
+        impl_->correct(r, positions, numbers, n_atoms, pbc, request);
+        return r;
     }
     Graph g;
     g.numbers = numbers;
@@ -713,12 +744,18 @@ Results Model::compute(const double* positions, const int32_t* numbers, int64_t 
         wrapped = detail::wrapped_positions(positions, n_atoms, cell, pbc);
         g.positions = wrapped.data();
     }
-    return impl_->evaluate_one(g, request);
+    Results r = impl_->evaluate_one(g, request);
+    impl_->correct(r, positions, numbers, n_atoms, pbc, request);
+    return r;
 }
 
 std::vector<Results> Model::compute_batch(const std::vector<System>& systems, const Request& request) {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     if (systems.empty()) throw Error(Error::InvalidInput, "empty batch: no structures to evaluate");
+    if (request.masses) {
+        throw Error(Error::InvalidInput, "compute_batch: masses are per structure; the torque-free "
+                                         "correction of a batch uses standard atomic weights");
+    }
     NeighborOptions options;
     options.cutoff = impl_->metadata.cutoff;
     options.threads = std::max(1, impl_->options.threads);
@@ -785,6 +822,10 @@ std::vector<Results> Model::compute_batch(const std::vector<System>& systems, co
         std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
         impl_->batch_tuner.record(n, took.count());
     }
+    for (int64_t s = 0; s < n; ++s) {
+        const System& sys = systems[s];
+        impl_->correct(results[s], sys.positions, sys.numbers, sys.n_atoms, sys.pbc, request);
+    }
     if (request.step < 0 && impl_->options.rotations.random()) impl_->rotation_step++;
     return results;
 }
@@ -813,7 +854,17 @@ Results Model::compute_graph(const Graph& g, const Request& request) {
             }
         }
     }
-    return impl_->evaluate_one(g, request);
+    if (impl_->options.torque_free && (!g.positions || !g.pbc)) {
+        throw Error(Error::InvalidInput, "correction torque-free: the graph needs the positions and "
+                                         "the periodicity of its atoms");
+    }
+    Results r = impl_->evaluate_one(g, request);
+    if (impl_->options.torque_free) {
+        Request whole = request;
+        whole.energy_atoms = g.n_energy_nodes;
+        impl_->correct(r, g.positions, g.numbers, g.n_nodes, g.pbc, whole);
+    }
+    return r;
 }
 
 int cuda_device_count() { return static_cast<int>(torch::cuda::device_count()); }

@@ -79,6 +79,9 @@ const std::vector<OptionInfo>& option_table() {
         {"forces", "conservative|direct", "conservative", false,
          "conservative: -dE/dx and the strain derivative; direct: the model's own force and stress "
          "outputs (metatomic models that offer them), faster, but they do not conserve energy"},
+        {"correction", "none|torque-free", "none", false,
+         "torque-free: no net force and no net torque on a non-periodic system (mass-weighted "
+         "projection), a symmetric virial for a periodic one; O(N), no extra model calls"},
     };
     return table;
 }
@@ -138,6 +141,11 @@ ModelOptions ModelOptions::parse(const std::vector<std::string>& tokens) {
                 invalid("forces must be conservative or direct, got '" + value + "'");
             }
             out.direct_forces = value == "direct";
+        } else if (key == "correction") {
+            if (value != "none" && value != "torque-free") {
+                invalid("correction must be none or torque-free, got '" + value + "'");
+            }
+            out.torque_free = value == "torque-free";
         } else if (key == "device") {
             unsigned long long index = 0;
             bool ok = value == "cpu" || value == "cuda" ||

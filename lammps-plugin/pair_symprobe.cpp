@@ -167,6 +167,11 @@ void PairSymprobe::init_style() {
         error->all(FLERR, "pair_style symprobe: forces direct runs on one rank only: a rank's direct "
                           "forces on its ghosts are not forces on their owners, and a cluster has no stress");
     }
+    const bool finite = !domain->xperiodic && !domain->yperiodic && !domain->zperiodic;
+    if (model_->options().torque_free && finite && comm->nprocs > 1) {
+        error->all(FLERR, "pair_style symprobe: correction torque-free of a non-periodic system runs on one "
+                          "rank only: the net force and torque are those of all atoms together");
+    }
     if (positions_model_) {
         // A model that takes positions: on one rank the local atoms in LAMMPS's periodic box
         // (the core builds the periodic neighbour lists with cell shifts, as for any structure);
@@ -252,6 +257,7 @@ int PairSymprobe::evaluate_positions(symprobe::Results& r, const symprobe::Reque
                          !cluster && domain->zperiodic != 0};
     symprobe::Request request = request_in;
     request.energy_atoms = n_local_nodes;
+    if (model_->options().torque_free) request.masses = node_masses();
     try {
         r = model_->compute(positions_.data(), numbers_.data(), n_nodes, cell, pbc, request);
     } catch (const symprobe::Error& e) {
@@ -377,12 +383,17 @@ void PairSymprobe::compute(int eflag, int vflag) {
         g.neighbors = neighbors_.data();
         g.vectors = vectors_.data();
         g.n_edges = static_cast<int64_t>(centers_.size());
-        if (model_->options().atoms > 0) {  // pieces of the option `atoms`: boxes of positions
+        // positions: the boxes of the option `atoms`, and the torque-free correction
+        const bool torque_free = model_->options().torque_free;
+        const bool pbc[3] = {domain->xperiodic != 0, domain->yperiodic != 0, domain->zperiodic != 0};
+        if (model_->options().atoms > 0 || torque_free) {
             positions_.resize(3 * n_nodes);
             for (int64_t k = 0; k < n_nodes; ++k)
                 for (int c = 0; c < 3; ++c) positions_[3 * k + c] = x[atom_of_[k]][c];
             g.positions = positions_.data();
+            g.pbc = pbc;
         }
+        if (torque_free) request.masses = node_masses();
         try {
             r = model_->compute_graph(g, request);
         } catch (const symprobe::Error& e) {
@@ -392,6 +403,17 @@ void PairSymprobe::compute(int eflag, int vflag) {
         r.diagnostics.rotation_energies.assign(model_->rotation_weights().size(), 0.0);
     }
     tally(r, n_nodes, n_local_nodes);
+}
+
+// The masses of the graph's nodes (LAMMPS's per-atom or per-type masses, amu in units metal and
+// real), for the torque-free correction.
+const double* PairSymprobe::node_masses() {
+    masses_.resize(atom_of_.size());
+    for (size_t k = 0; k < atom_of_.size(); ++k) {
+        const int i = atom_of_[k];
+        masses_[k] = atom->rmass ? atom->rmass[i] : atom->mass[atom->type[i]];
+    }
+    return masses_.data();
 }
 
 // Forces, energies and virials of the evaluated nodes into LAMMPS's arrays, and the diagnostics

@@ -38,6 +38,7 @@ private:
     // and its ghosts as one finite cluster
     int evaluate_positions(symprobe::Results& r, const symprobe::Request& request);
     void tally(const symprobe::Results& r, int64_t n_nodes, int64_t n_local_nodes);
+    const double* node_masses();
     std::unique_ptr<symprobe::Model> model_;
     std::vector<std::string> args_;      // pair_style arguments, kept for restart files
     std::vector<int> type_numbers_;      // atomic number of each atom type (1-based); 0: NULL
@@ -53,7 +54,7 @@ private:
     std::unordered_map<tagint, int64_t> node_of_id_;
     std::vector<int> frontier_, next_frontier_;
     std::vector<int32_t> numbers_;
-    std::vector<double> vectors_, positions_;
+    std::vector<double> vectors_, positions_, masses_;
     double diagnostics_[6] = {0, 0, 0, 0, 0, 0};  // for `pair extract` / compute pair
     void allocate();
 };

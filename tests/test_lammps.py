@@ -586,3 +586,49 @@ def test_metatomic_direct_forces_one_rank_and_refused_on_two(tmp_path):
     assert_pressure_is_virial(pv, ref["virial"], rtol=1e-8)
     _, out = run_lammps(tmp_path, header(f"{path} forces direct") + EVAL_NO_STRESS_ATOM, ranks=2, check=False)
     assert "forces direct runs on one rank only" in out
+
+
+def test_torque_free_gas_phase_one_rank_and_refused_on_two(tmp_path):
+    """correction torque-free in a non-periodic box: LAMMPS's forces are the core's corrected
+    forces with LAMMPS's masses, the angular momentum of an NVE run stays where it started
+    (the plain model changes it), and two ranks refuse with the reason."""
+    from symprobe.water import water_box
+    atoms = water_box(3, seed=1)
+    atoms.pbc = False
+    atoms.center(vacuum=6.0)
+    lmp_atoms = write_data(atoms, tmp_path / "data.lmp")
+    path = bundled_path("water-orientation")
+
+    def script(options, run):
+        return f"""units metal
+atom_style atomic
+boundary f f f
+atom_modify map array
+read_data data.lmp
+pair_style symprobe {path} {options}
+pair_coeff * * O H
+dump d all custom 1 forces.dump id fx fy fz
+dump_modify d format float %.17g sort id
+run 0
+undump d
+velocity all create 300 5 mom yes rot yes
+timestep 0.00025
+fix nve all nve
+variable lx equal angmom(all,x)
+variable ly equal angmom(all,y)
+variable lz equal angmom(all,z)
+print "L0 $(v_lx:%.17g) $(v_ly:%.17g) $(v_lz:%.17g)"
+run {run}
+print "L1 $(v_lx:%.17g) $(v_ly:%.17g) $(v_lz:%.17g)"
+"""
+    _, out = run_lammps(tmp_path, script("correction torque-free", 200))
+    model = symprobe.load_model(path, correction="torque-free")
+    ref = model.compute(lmp_atoms.positions, lmp_atoms.numbers, None, False, masses=lmp_atoms.get_masses())
+    forces = read_dump_forces(tmp_path / "forces.dump", len(atoms))
+    np.testing.assert_allclose(forces, ref["forces"], rtol=1e-10, atol=1e-10 * np.abs(ref["forces"]).max())
+    change_free = np.abs(values(out, "L1")[0] - values(out, "L0")[0]).max()
+    _, out = run_lammps(tmp_path, script("", 200))
+    change_plain = np.abs(values(out, "L1")[0] - values(out, "L0")[0]).max()
+    assert change_plain > 1e3 * change_free, (change_plain, change_free)
+    _, out = run_lammps(tmp_path, script("correction torque-free", 0), ranks=2, check=False)
+    assert "correction torque-free of a non-periodic system runs on one rank only" in out

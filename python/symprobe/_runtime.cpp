@@ -121,6 +121,15 @@ std::vector<int32_t> atomic_numbers(const py::object& numbers, py::ssize_t n) {
     return out;
 }
 
+// Optional per-atom masses (amu) for the torque-free correction.
+Doubles masses_array(const py::object& masses, py::ssize_t n) {
+    if (masses.is_none()) return Doubles();
+    Doubles m = Doubles::ensure(masses);
+    if (!m) throw py::value_error("masses must be an array of numbers (amu)");
+    check_shape(m, "masses", n, -1);
+    return m;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_runtime, m) {
@@ -235,15 +244,21 @@ PYBIND11_MODULE(_runtime, m) {
         .def_property_readonly("device", [](const symprobe::Model& m) { return m.options().device; })
         .def_property_readonly("skin", [](const symprobe::Model& m) { return m.options().skin; })
         .def_property_readonly("seed", [](const symprobe::Model& m) { return m.options().rotations.seed; })
+        .def_property_readonly("correction", [](const symprobe::Model& m) {
+            return std::string(m.options().torque_free ? "torque-free" : "none");
+        })
         .def(
             "compute",
             [](symprobe::Model& model, const py::object& positions, const py::object& numbers,
                const py::object& cell, const py::object& pbc, bool forces, bool virial,
-               bool energies, bool atomic_virials, bool forces_rms_spread, int64_t step) {
+               bool energies, bool atomic_virials, bool forces_rms_spread, int64_t step,
+               const py::object& masses) {
                 Geometry g = geometry(positions, cell, pbc);
                 py::ssize_t n = g.positions.shape(0);
                 std::vector<int32_t> z = atomic_numbers(numbers, n);
                 symprobe::Request q = request(forces, virial, energies, atomic_virials, forces_rms_spread, step);
+                Doubles m = masses_array(masses, n);
+                if (!masses.is_none()) q.masses = m.data();
                 symprobe::Results r;
                 {
                     py::gil_scoped_release release;
@@ -255,7 +270,7 @@ PYBIND11_MODULE(_runtime, m) {
             py::arg("positions"), py::arg("numbers"), py::arg("cell") = py::none(),
             py::arg("pbc") = false, py::arg("forces") = true, py::arg("virial") = true,
             py::arg("energies") = false, py::arg("atomic_virials") = false,
-            py::arg("forces_rms_spread") = false, py::arg("step") = -1)
+            py::arg("forces_rms_spread") = false, py::arg("step") = -1, py::arg("masses") = py::none())
         .def(
             "compute_batch",
             [](symprobe::Model& model, const py::list& positions, const py::object& numbers,
@@ -301,7 +316,7 @@ PYBIND11_MODULE(_runtime, m) {
             [](symprobe::Model& model, const py::object& numbers, const py::object& centers,
                const py::object& neighbors, const py::object& vectors, int64_t n_energy_nodes,
                bool forces, bool virial, bool energies, bool atomic_virials, bool forces_rms_spread,
-               int64_t step) {
+               int64_t step, const py::object& positions, const py::object& pbc, const py::object& masses) {
                 auto c = Ints::ensure(centers), nb = Ints::ensure(neighbors);
                 auto v = Doubles::ensure(vectors);
                 if (!c || !nb || !v) throw py::value_error("graph arrays must be numeric");
@@ -321,6 +336,15 @@ PYBIND11_MODULE(_runtime, m) {
                 g.vectors = v.data();
                 g.n_edges = c.shape(0);
                 symprobe::Request q = request(forces, virial, energies, atomic_virials, forces_rms_spread, step);
+                Doubles m = masses_array(masses, n);
+                if (!masses.is_none()) q.masses = m.data();
+                Geometry where;  // optional positions and periodicity (correction torque-free)
+                if (!positions.is_none()) {
+                    where = geometry(positions, py::none(), pbc);
+                    check_shape(where.positions, "positions", n, 3);
+                    g.positions = where.positions.data();
+                    g.pbc = where.pbc.data();
+                }
                 symprobe::Results r;
                 {
                     py::gil_scoped_release release;
@@ -331,5 +355,6 @@ PYBIND11_MODULE(_runtime, m) {
             py::arg("numbers"), py::arg("centers"), py::arg("neighbors"), py::arg("vectors"),
             py::arg("n_energy_nodes") = -1, py::arg("forces") = true, py::arg("virial") = true,
             py::arg("energies") = false, py::arg("atomic_virials") = false,
-            py::arg("forces_rms_spread") = false, py::arg("step") = -1);
+            py::arg("forces_rms_spread") = false, py::arg("step") = -1, py::arg("positions") = py::none(),
+            py::arg("pbc") = false, py::arg("masses") = py::none());
 }

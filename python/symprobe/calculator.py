@@ -50,9 +50,11 @@ class Calculator(_AseCalculator):
             raise PropertyNotImplementedError("stress needs a system periodic along all axes")
         # everything in one evaluation: a later request must not re-evaluate (in random mode a
         # second call would draw another rotation)
+        # the torque-free correction is weighted by the masses the integrator uses
+        masses = atoms.get_masses() if self.model.correction != "none" else None
         out = self.model.compute(atoms.positions, atoms.numbers, atoms.cell.array, atoms.pbc,
                                  forces=True, virial=True, energies=True,
-                                 forces_rms_spread=self.forces_rms_spread)
+                                 forces_rms_spread=self.forces_rms_spread, masses=masses)
         self.results["energy"] = out["energy"]
         self.results["free_energy"] = out["energy"]
         self.results["forces"] = out["forces"]

@@ -156,6 +156,28 @@ def summarize(records, args, n_atoms, wall, output) -> None:
           "(docs/ipi.md)")
 
 
+def error_command(args) -> int:
+    import ase.io
+
+    from .probe.error import rotational_error, select_frames, write_report
+
+    frames = ase.io.read(args.data, index=":")  # the file is only read
+    indices = select_frames(args.frames, len(frames))
+    frames = [frames[k] for k in indices]
+    sets = [s for s in args.sets.split(",") if s.strip()]
+    options = {k: getattr(args, k) for k in ("threads", "device", "chunk") if getattr(args, k) is not None}
+    print(f"symprobe error: {len(frames)} frames of {args.data}, model {args.model}, sets "
+          f"{', '.join(sets)} against {args.reference}")
+    report = rotational_error(frames, args.model, sets, args.reference, batch=args.batch,
+                              options=options, progress=True)
+    report = {"model": args.model, "data": args.data, "frames": indices, **report}
+    paths = write_report(report, args.output)
+    from .probe.error import markdown_table
+    print(markdown_table(report))
+    print(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
+    return 0
+
+
 def main(argv=None) -> int:
     from .runtime import add_option_arguments
     from .models import DEFAULT
@@ -184,7 +206,30 @@ def main(argv=None) -> int:
     t.add_argument("--max-minutes", type=float, default=None,
                    help="stop after the first epoch that ends past this many minutes of this "
                         "call (resume later; for batch jobs with a wall-time limit)")
+    e = sub.add_parser("error", help="rotational error of rotation sets against a reference set, "
+                                     "frame by frame (the paper's table; docs/probing.md)")
+    e.add_argument("data", help="frames (extxyz or any ASE format; only read); labelled frames "
+                                "(energy, forces) also give the model's own errors")
+    e.add_argument("--model", default=DEFAULT, help="model file or bundled model name")
+    e.add_argument("--frames", default=None, help="selection: K, A:B[:S] or a comma list of those "
+                                                  "(default: all frames)")
+    e.add_argument("--sets", default="0,i,2,2i,3",
+                   help="rotation sets: 0 (plain), i (identity and inversion), L (grid of order L), "
+                        "Li (with inversion)")
+    e.add_argument("--reference", default="3i", help="the reference set (default: 3i, 150 rotations)")
+    e.add_argument("--output", default=".", help="directory for rotational-error.json/.md/.png "
+                                                 "(existing files are kept: the next free name is used)")
+    e.add_argument("--batch", type=int, default=4, help="frames per model call")
+    e.add_argument("--chunk", type=int, default=None, help="rotated copies per model call (default: automatic)")
+    e.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's setting)")
+    e.add_argument("--device", default=None, help="cpu or cuda[:N]")
     args = parser.parse_args(argv)
+    if args.command == "error":
+        try:
+            return error_command(args)
+        except (ValueError, OSError, RuntimeError) as exc:
+            print(f"symprobe error: error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "train":
         from .training.train import train
         try:

@@ -57,14 +57,16 @@ class Model(_runtime.Model):
     or a metatomic AtomisticModel (kind "metatomic", docs/metatomic.md), told apart by the file.
 
     compute(positions [N,3] A, numbers [N], cell [3,3] A or None, pbc, forces=True,
-    virial=True, energies=False, atomic_virials=False, forces_rms_spread=False, step=-1)
+    virial=True, energies=False, atomic_virials=False, forces_rms_spread=False, step=-1,
+    masses=None)
     returns a dict with energy (eV), energies [N] (eV), forces [N,3] (eV/A), virial [3,3] (eV,
     W = -sum_e r_e (x) dE/dr_e), atomic_virials [N,3,3] (eV), and the symmetry diagnostics:
     rotation_energies [G] (eV), energy_std, energy_spread (eV), net_force [3] (eV/A),
     net_torque [3] (eV), and forces_rms_spread (eV/A) when asked. With rotations, every quantity
     is the weighted rotational average. `step` is the MD step: random rotations are drawn from
     (seed, step); -1 uses the model's counter `rotation_step`, which advances after every
-    successful evaluation in random modes.
+    successful evaluation in random modes. `masses` [N] (amu) weight the option correction
+    torque-free (default: standard atomic weights).
     """
 
     @property
@@ -85,7 +87,9 @@ def load_model(path: str | os.PathLike, **options) -> Model:
     call in compute_batch, 0 = automatic), skin (Verlet skin, Angstrom;
     0 rebuilds the neighbour list at every call), threads (torch's intra-op threads, set for the
     whole process as torch.set_num_threads does, and neighbour-search threads; 0 keeps torch's
-    setting), device ("cpu", "cuda[:N]"). A file that exists always wins over a bundled name.
+    setting), device ("cpu", "cuda[:N]"), forces ("conservative", "direct"), correction
+    ("none", "torque-free": forces without net force and torque on a non-periodic system, a
+    symmetric virial on a periodic one). A file that exists always wins over a bundled name.
     """
     return Model(os.fspath(path), option_tokens(options))
 

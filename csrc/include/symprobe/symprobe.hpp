@@ -132,6 +132,12 @@ struct ModelOptions {
     // (non_conservative_force, non_conservative_stress) instead of derivatives of its energy;
     // rotated back and averaged like the energy, net force removed. They do not conserve energy.
     bool direct_forces = false;
+    // correction torque-free: for a non-periodic system the forces are projected onto zero net
+    // force and zero net torque about the centre of mass (the rigid-body part m_i (a + alpha x
+    // r_i) of the mass-weighted accelerations is removed); for a periodic system the virial
+    // loses its antisymmetric part. The energy stays that of the model; the diagnostics still
+    // measure the model (before the correction).
+    bool torque_free = false;
 
     // Parses `key value` tokens over the defaults; `rotations` takes one word (none, random) or
     // two (grid L, lebedev L). Throws Error(InvalidInput) naming the key and the value.
@@ -183,6 +189,22 @@ struct RotationStatistics {
 RotationStatistics rotation_statistics(const std::vector<double>& weights, const double* energies);
 
 // ---------------------------------------------------------------------------------------------
+// The torque-free correction
+// ---------------------------------------------------------------------------------------------
+
+// Standard atomic weight of element z (amu).
+double atomic_mass(int z);
+// Forces [N,3] (eV/A) of a finite system at positions [N,3] (A) minus m_i (a + alpha x r_i),
+// with a the net force over the total mass, alpha = I^+ tau the angular acceleration of the net
+// torque tau about the centre of mass, r_i = x_i - centre: afterwards the net force and the net
+// torque vanish. masses [N] amu (null: atomic_mass of numbers). virial [9] (eV, W = sum_i x_i
+// (x) F_i), if not null, follows the forces.
+void remove_net_force_and_torque(double* forces, const double* positions, const double* masses,
+                                 const int32_t* numbers, int64_t n_atoms, double* virial);
+// W <- (W + W^T) / 2, in place (row-major 3x3).
+void symmetrize_virial(double* virial);
+
+// ---------------------------------------------------------------------------------------------
 // Models and evaluation
 // ---------------------------------------------------------------------------------------------
 
@@ -224,6 +246,9 @@ struct Request {
     // surroundings (a domain's ghost atoms out to the interaction range); forces and the virial
     // are still those of all atoms. -1: every atom.
     int64_t energy_atoms = -1;
+    // [N] amu, optional: the masses that weight the torque-free correction (the integrator's;
+    // default: standard atomic weights of the elements). compute() and compute_graph() only.
+    const double* masses = nullptr;
 };
 
 // Symmetry-breaking diagnostics; all but forces_rms_spread cost nothing extra.
@@ -261,6 +286,8 @@ struct Graph {
     // [n_nodes, 3] Angstrom, optional: where the option `atoms` splits a large system, pieces
     // are boxes of these positions (compact, small halos); without them, grown over the graph
     const double* positions = nullptr;
+    // [3], optional: periodicity of the system; with positions, needed by correction torque-free
+    const bool* pbc = nullptr;
 };
 
 // One structure of a batch (views into the caller's arrays).

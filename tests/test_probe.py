@@ -1,0 +1,235 @@
+"""The probe: `symprobe error` against the exactly known orientational averages of the reference
+models, and the torque-free correction against an independent projection and in NVE."""
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+import symprobe
+from symprobe.cli import main
+from symprobe.probe.error import parse_set, rotational_error, select_frames
+from symprobe.water.reference import orientation_average
+
+
+# --- symprobe error ---------------------------------------------------------------------------
+
+def test_set_names_and_frame_selection():
+    assert [parse_set(s).rotations for s in ("0", "i", "2", "2i", "3", "3i")] == [1, 2, 18, 36, 75, 150]
+    assert select_frames("0:10:3", 20) == [0, 3, 6, 9]
+    assert select_frames("1,-1,4:6", 8) == [1, 7, 4, 5]
+    assert select_frames(None, 3) == [0, 1, 2]
+    with pytest.raises(ValueError, match="frame 9 does not exist"):
+        select_frames("9", 5)
+    with pytest.raises(ValueError, match="not an index K or a slice"):
+        select_frames("a:b", 5)
+    with pytest.raises(ValueError, match="rotation set 'x2'"):
+        parse_set("x2")
+
+
+def test_polynomial_model_error_vanishes_for_exact_grids(water_190, reference_path, invariant_model):
+    """A degree-2 orientation term is averaged exactly by every grid with 2L - 2 >= 2, so those
+    rows are zero and the reference equals the invariant energy plus the exact average; the plain
+    model and the inversion pair are not exact."""
+    frames = water_190[:3]
+    report = rotational_error(frames, reference_path("water-orientation-poly2"), ["0", "i", "2", "2i"],
+                              reference="3i", batch=2)
+    rows = {r["set"]: r for r in report["rows"]}
+    for s in ("2", "2i"):
+        assert rows[s]["energy_meV_per_frame"] < 1e-7
+        assert rows[s]["force_meV_per_A"] < 1e-7
+    for s in ("0", "i"):
+        assert rows[s]["energy_meV_per_frame"] > 1.0
+        assert rows[s]["force_meV_per_A"] > 0.01
+    exact = [invariant_model.compute(a.positions, a.numbers, a.cell.array, True)["energy"]
+             + 64 * orientation_average("poly", 2) for a in frames]
+    np.testing.assert_allclose(report["energies_eV"]["3i"], exact, rtol=0, atol=1e-9)
+    # labelled frames: the model's own errors beside the rotational ones
+    assert report["labelled"] and rows["0"]["label_force_mae_meV_per_A"] > 0
+
+
+def test_exponential_model_error_falls_with_grid_order(water_190, reference_path, invariant_model):
+    """Against the exact average of the exponential model, the error of grid L falls with L as
+    the theory says: the grid integrates the terms of degree <= 2L - 2 of the expansion of
+    exp(a t) exactly, so its error per molecule is bounded by the tail, strength x sum_a 2 sum_{n
+    >= 2L-1} a^n / n! (|t| <= 1), which falls faster than geometrically."""
+    import math
+    from symprobe.water.reference import ORIENTATION_COEFFICIENTS, ORIENTATION_STRENGTH
+    frames = water_190[:2]
+    orders = (2, 3, 4, 5)
+    report = rotational_error(frames, reference_path("water-orientation"), [str(L) for L in orders],
+                              reference="0")
+    exact = np.array([invariant_model.compute(a.positions, a.numbers, a.cell.array, True)["energy"]
+                      + 64 * orientation_average("exp") for a in frames])
+    errors = [np.abs(np.array(report["energies_eV"][str(L)]) - exact).mean() for L in orders]
+    for L, error in zip(orders, errors):
+        tail = sum(2 * sum(a ** n / math.factorial(n) for n in range(2 * L - 1, 60))
+                   for a in ORIENTATION_COEFFICIENTS)
+        assert 0 < error <= 64 * ORIENTATION_STRENGTH * tail
+    assert all(later < earlier / 3 for earlier, later in zip(errors, errors[1:])), errors
+
+
+def test_error_command_writes_json_table_and_figure(tmp_path, water_190, reference_path):
+    data = tmp_path / "frames.xyz"
+    import ase.io
+    ase.io.write(data, water_190[:4])
+    out = tmp_path / "out"
+    model = reference_path("water-orientation")
+    argv = ["error", str(data), "--model", model, "--frames", "0:4:2", "--sets", "0,i,2",
+            "--reference", "2i", "--output", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "rotational-error.json").read_text())
+    assert set(report) >= {"model", "data", "frames", "reference", "rows"}
+    assert report["frames"] == [0, 2] and report["reference"] == "2i"
+    assert [r["set"] for r in report["rows"]] == ["0", "i", "2"]
+    assert [r["rotations"] for r in report["rows"]] == [1, 2, 18]
+    for r in report["rows"]:
+        assert set(r) >= {"set", "rotations", "energy_meV_per_frame", "energy_sem", "force_meV_per_A", "force_sem"}
+    assert report["rows"][0]["energy_meV_per_frame"] > report["rows"][2]["energy_meV_per_frame"] > 0
+    assert "| 2 | 18 |" in (out / "rotational-error.md").read_text()
+    assert (out / "rotational-error.png").read_bytes()[:4] == b"\x89PNG"
+    # a second run keeps the first one's files
+    assert main(argv) == 0
+    assert (out / "rotational-error-1.json").exists()
+    assert json.loads((out / "rotational-error.json").read_text()) == report
+
+
+def test_error_command_rejects_bad_input(tmp_path, capsys, water_190, reference_path):
+    data = tmp_path / "frames.xyz"
+    import ase.io
+    ase.io.write(data, water_190[:2])
+    assert main(["error", str(data), "--model", reference_path("water-reference"), "--frames", "5"]) == 2
+    assert "frame 5 does not exist (the file has 2 frames)" in capsys.readouterr().err
+    assert main(["error", str(data), "--model", reference_path("water-reference"), "--sets", "0,0"]) == 2
+    assert "a set is given twice" in capsys.readouterr().err
+    carbon = tmp_path / "carbon.xyz"
+    ase.io.write(carbon, Atoms("CO", positions=[[0, 0, 0], [1.2, 0, 0]]))
+    assert main(["error", str(carbon), "--model", reference_path("water-reference")]) == 2
+    assert "frame 0:" in capsys.readouterr().err
+
+
+# --- the torque-free correction ---------------------------------------------------------------
+
+def water_cluster(n_molecules=3, seed=1):
+    from symprobe.water import water_box
+    atoms = water_box(n_molecules, seed=seed)
+    atoms.pbc = False
+    atoms.center(vacuum=5.0)
+    return atoms
+
+
+def projected(forces, positions, masses):
+    """Forces minus their mass-weighted projection on rigid-body motions, by linear algebra:
+    dF = W A^T (A W A^T)^+ A F with A the 6 x 3N rows of net force and net torque, W = diag(m)."""
+    n = len(masses)
+    a = np.zeros((6, 3 * n))
+    for i, x in enumerate(positions):
+        a[0:3, 3 * i:3 * i + 3] = np.eye(3)
+        a[3:6, 3 * i:3 * i + 3] = np.array([[0, -x[2], x[1]], [x[2], 0, -x[0]], [-x[1], x[0], 0]])
+    w = np.repeat(masses, 3)
+    f = forces.ravel()
+    df = w * (a.T @ (np.linalg.pinv((a * w) @ a.T) @ (a @ f)))
+    return (f - df).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("atoms", [water_cluster(3), water_cluster(1)], ids=["3 molecules", "1 molecule"])
+def test_torque_free_forces_equal_the_mass_weighted_projection(atoms, reference_path):
+    path = reference_path("water-orientation")
+    plain = symprobe.load_model(path)
+    model = symprobe.load_model(path, correction="torque-free")
+    assert model.correction == "torque-free"
+    masses = atoms.get_masses()
+    masses[1] *= 2.0  # deuterium: the integrator's masses weight the projection
+    raw = plain.compute(atoms.positions, atoms.numbers, None, False)
+    out = model.compute(atoms.positions, atoms.numbers, None, False, masses=masses)
+    x = atoms.positions
+    assert np.linalg.norm(np.cross(x, raw["forces"]).sum(0)) > 1e-3  # the model exerts a torque
+    # the two pseudo-inverses round differently: 1e-10 eV/A of O(1) eV/A forces
+    np.testing.assert_allclose(out["forces"], projected(raw["forces"], x, masses), rtol=0, atol=1e-10)
+    assert np.abs(out["forces"].sum(0)).max() < 1e-10
+    assert np.abs(np.cross(x, out["forces"]).sum(0)).max() < 1e-10
+    assert np.abs(np.cross(x - 7.0, out["forces"]).sum(0)).max() < 1e-10
+    np.testing.assert_allclose(out["virial"], np.einsum("ia,ib->ab", x, out["forces"]), atol=1e-10)
+    np.testing.assert_allclose(out["virial"], out["virial"].T, atol=1e-10)
+    assert out["energy"] == raw["energy"]
+    np.testing.assert_array_equal(out["net_torque"], raw["net_torque"])  # diagnostics: the model's
+    # default masses: the standard atomic weights
+    np.testing.assert_allclose(model.compute(x, atoms.numbers, None, False)["forces"],
+                               projected(raw["forces"], x, atoms.get_masses()), rtol=0, atol=1e-10)
+
+
+def test_torque_free_on_a_periodic_system_symmetrizes_the_virial(water_190, reference_path):
+    atoms = water_190[0]
+    path = reference_path("water-orientation")
+    raw = symprobe.load_model(path).compute(atoms.positions, atoms.numbers, atoms.cell.array, True,
+                                            atomic_virials=True)
+    out = symprobe.load_model(path, correction="torque-free").compute(
+        atoms.positions, atoms.numbers, atoms.cell.array, True, atomic_virials=True)
+    assert np.abs(raw["virial"] - raw["virial"].T).max() > 1e-3
+    np.testing.assert_allclose(out["virial"], 0.5 * (raw["virial"] + raw["virial"].T), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out["atomic_virials"], 0.5 * (raw["atomic_virials"]
+                               + raw["atomic_virials"].transpose(0, 2, 1)), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(out["forces"], raw["forces"])
+
+
+def test_torque_free_errors(reference_path):
+    with pytest.raises(ValueError, match="correction must be none or torque-free, got 'yes'"):
+        symprobe.load_model(reference_path("water-orientation"), correction="yes")
+    model = symprobe.load_model(reference_path("water-orientation"), correction="torque-free")
+    atoms = water_cluster(1)
+    with pytest.raises(ValueError, match="per-atom virials of a non-periodic system"):
+        model.compute(atoms.positions, atoms.numbers, None, False, atomic_virials=True)
+    with pytest.raises(ValueError, match="masses must be positive"):
+        model.compute(atoms.positions, atoms.numbers, None, False, masses=[1.0, 0.0, 1.0])
+
+
+def nve(atoms, calc, steps, dt_fs=0.25):
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+    atoms.calc = calc
+    dyn = VelocityVerlet(atoms, dt_fs * units.fs)
+    angular, total = [], []
+
+    def record():
+        x = atoms.positions - atoms.get_center_of_mass()
+        angular.append(np.cross(x, atoms.get_momenta()).sum(0))
+        total.append(atoms.get_potential_energy() + atoms.get_kinetic_energy())
+    record()
+    for _ in range(steps // 10):
+        dyn.run(10)
+        record()
+    return np.array(angular), np.array(total)
+
+
+@pytest.mark.parametrize("spin", [False, True], ids=["L=0", "spinning"])
+def test_torque_free_conserves_angular_momentum_and_energy_in_the_gas_phase(spin, reference_path):
+    """One molecule of the orientation model (a 0.5 eV lab-frame term): plain forces change its
+    angular momentum; torque-free forces keep it to integration error, and conserve the energy
+    of a molecule without angular momentum."""
+    from ase.md.velocitydistribution import Stationary, ZeroRotation
+    path = reference_path("water-orientation")
+    start = water_cluster(1)
+    from ase.md import velocitydistribution as vd
+    thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
+    thermalize(start, temperature_K=300, rng=np.random.default_rng(0))
+    Stationary(start)
+    ZeroRotation(start)
+    if spin:  # a rigid rotation about the centre of mass on top
+        x = start.positions - start.get_center_of_mass()
+        start.set_velocities(start.get_velocities() + np.cross([0.0, 0.0, 0.02], x))
+    runs = {}
+    for name, correction in (("plain", "none"), ("torque-free", "torque-free")):
+        runs[name] = nve(start.copy(), symprobe.Calculator(path, correction=correction), 400)
+    l_plain, _ = runs["plain"]
+    l_free, e_free = runs["torque-free"]
+    change_plain = np.linalg.norm(l_plain - l_plain[0], axis=1).max()
+    change_free = np.linalg.norm(l_free - l_free[0], axis=1).max()
+    assert change_plain > 1e3 * change_free
+    assert change_free < 1e-8
+    if not spin:
+        # d(E_kin + E_pot)/dt = -alpha . L for the corrected forces: conserved at L = 0 only (a
+        # spinning molecule still sees its energy change with its orientation). Conserved means:
+        # the fluctuation is the integrator's, falling as dt^2.
+        _, e_half = nve(start.copy(), symprobe.Calculator(path, correction="torque-free"), 800, dt_fs=0.125)
+        assert np.ptp(e_free) < 1e-3
+        assert np.ptp(e_half) < np.ptp(e_free) / 3
