@@ -5,7 +5,8 @@ float32, untrained weights), 1 torch thread, water of 192 and 1536 atoms:
 - rotational averaging at 192 atoms: symprobe's grid 2 + inversion (36 rotations, one batched
   stage) against metatomic-ase's `SymmetrizedCalculator(l_max=2)` (60 rotations with
   inversion, all in one batch, plus one plain evaluation), per evaluation and per rotation;
-- LAMMPS (1 rank, fix nve, list every 10 steps) per step against one `model.compute`.
+- LAMMPS (1 rank, fix nve, list every 10 steps) per step against one `model.compute`, each in
+  a fresh process of its own (5 evaluations of warm-up, then the timed ones).
 The two sides of each pair are timed in alternation (medians); LAMMPS runs alternate with
 rounds of core calls.
 
@@ -54,20 +55,39 @@ def alternated(first, second, repeats):
     return float(np.median(times[0])), float(np.median(times[1]))
 
 
-def lammps_against_core(path, atoms, steps, rounds):
-    """LAMMPS seconds per step and the core's seconds per call, timed in alternating rounds (one
-    LAMMPS run of `steps` steps, then as many core calls), medians over the rounds."""
-    model = symprobe.load_model(path, threads=1)
-    x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
+CORE_STEPS = """
+import sys, time
+import ase.io, torch
+import symprobe
+torch.set_num_threads(1)
+atoms = ase.io.read(sys.argv[1])
+model = symprobe.load_model(sys.argv[2], threads=1)
+x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
+for _ in range(int(sys.argv[3])):  # as LAMMPS's first run
     model.compute(x, z, cell, True)
+started = time.perf_counter()
+for _ in range(int(sys.argv[4])):
+    model.compute(x, z, cell, True)
+print((time.perf_counter() - started) / int(sys.argv[4]))
+"""
+
+
+def lammps_against_core(path, atoms, steps, rounds):
+    """LAMMPS seconds per step and the core's seconds per call, each in a fresh process of its
+    own (the same warm-up of 5 evaluations, then `steps` timed ones), in alternating rounds;
+    medians over the rounds."""
+    import subprocess
+    import sys
     lammps, core, sections = [], [], None
-    for _ in range(rounds):
-        seconds, _, sections = lammps_seconds_per_step(path, atoms, steps, 1)
-        lammps.append(seconds)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            model.compute(x, z, cell, True)
-        core.append((time.perf_counter() - t0) / steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        structure = str(Path(tmp) / "structure.xyz")
+        atoms.write(structure)
+        for _ in range(rounds):
+            seconds, _, sections = lammps_seconds_per_step(path, atoms, steps, 1)
+            lammps.append(seconds)
+            out = subprocess.run([sys.executable, "-c", CORE_STEPS, structure, path, "5", str(steps)],
+                                 capture_output=True, text=True, check=True).stdout
+            core.append(float(out.split()[-1]))
     return float(np.median(lammps)), float(np.median(core)), sections
 
 

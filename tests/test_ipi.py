@@ -445,3 +445,31 @@ def test_triclinic_cell_and_raw_virial_orientation(run, tmp_path):
     np.testing.assert_allclose(virial, w_fd, atol=1e-6 * np.abs(w_fd).max() + 1e-8)
     asymmetry = np.abs(virial - virial.T).max()
     assert asymmetry > 100 * np.abs(virial - w_fd).max() and asymmetry > 1e-3, (virial, w_fd)
+
+
+@pytest.mark.parametrize("correction", ["none", "torque-free"])
+def test_finite_molecule_torque_free(run, tmp_path, correction):
+    """One molecule of the orientation model in i-PI's 100 A box with --finite: i-PI receives
+    the forces of the finite molecule; with --correction torque-free they carry no net force and
+    no net torque at any step, without it the model's torque."""
+    atoms = water_box(1, seed=2)
+    atoms.set_cell([100.0, 100.0, 100.0])
+    atoms.center()
+    ase.io.write(tmp_path / "init.xyz", atoms, format="extxyz")
+    name = socket_name("finite")
+    run.ipi(input_xml("init.xyz", forcefield_xml("sp", name), steps=6))
+    wait_socket(name)
+    driver = run.driver("--unix", name, "--model", "water-orientation", "--structure", "init.xyz",
+                        "--finite", "--correction", correction)
+    assert finish(run.started[0]) == 0, (tmp_path / "ipi.log").read_text()[-2000:]
+    assert finish(driver, 30) == 0
+    assert "a finite system" in driver.log_path.read_text()
+    frames, forces = read_positions(tmp_path), read_forces(tmp_path)
+    assert len(frames) == len(forces) > 5
+    for frame, frc in zip(frames, forces):
+        x = frame.positions - frame.get_center_of_mass()
+        torque = np.linalg.norm(np.cross(x, frc).sum(0))
+        if correction == "torque-free":
+            assert torque < 1e-4 and np.abs(frc.sum(0)).max() < 1e-4  # i-PI prints 8 decimals
+        else:
+            assert torque > 1e-2

@@ -233,3 +233,113 @@ def test_torque_free_conserves_angular_momentum_and_energy_in_the_gas_phase(spin
         _, e_half = nve(start.copy(), symprobe.Calculator(path, correction="torque-free"), 800, dt_fs=0.125)
         assert np.ptp(e_free) < 1e-3
         assert np.ptp(e_half) < np.ptp(e_free) / 3
+
+
+# --- symprobe analyze -------------------------------------------------------------------------
+
+def write_frames(path, frames):
+    import ase.io
+    ase.io.write(path, frames, format="extxyz")
+    return str(path)
+
+
+def test_ideal_gas_radial_distribution_is_one(tmp_path):
+    """Uniformly random positions in a periodic box: every g(r) is 1 within its noise."""
+    from symprobe.probe.analyze import analyze, load_run
+    rng = np.random.default_rng(3)
+    frames = [Atoms("O100H100", positions=rng.uniform(0, 14.0, (200, 3)), cell=[14.0] * 3, pbc=True)
+              for _ in range(20)]
+    run = load_run(write_frames(tmp_path / "gas.xyz", frames), "gas", frame_time_ps=0.1)
+    rdf = analyze([run], n_blocks=4)["rdf"]["gas"]
+    assert set(rdf) == {"H-H", "H-O", "O-O"}
+    for pair in rdf.values():
+        r, g = np.array(pair["r_A"]), np.array(pair["g"])
+        far = r > 2.0
+        assert abs(g[far].mean() - 1.0) < 0.02
+        assert np.abs(g[far] - 1.0).max() < 0.5
+
+
+def test_ballistic_msd_and_periodic_unwrapping(tmp_path):
+    """Free flight x(t) = x0 + v t, written wrapped into the box: MSD(t) = <|v|^2> t^2."""
+    from symprobe.probe.analyze import analyze, load_run
+    rng = np.random.default_rng(4)
+    x0 = rng.uniform(0, 10.0, (30, 3))
+    v = rng.normal(0, 2.0, (30, 3))  # A/ps
+    times = 0.05 * np.arange(40)
+    frames = []
+    for t in times:
+        a = Atoms("O30", positions=x0 + v * t, cell=[10.0] * 3, pbc=True)
+        a.wrap()
+        a.info["time_ps"] = t
+        frames.append(a)
+    run = load_run(write_frames(tmp_path / "ballistic.xyz", frames), "b", None)
+    msd = analyze([run])["msd"]["b"]["O"]
+    np.testing.assert_allclose(msd["msd_A2"], (v ** 2).sum(1).mean() * times ** 2, rtol=1e-9, atol=1e-9)
+
+
+def test_rigid_rotor_angular_momentum_and_uniform_orientations(tmp_path):
+    """A water molecule spinning rigidly about a principal axis through its centre of mass (a
+    free rigid rotor): L(t) constant and equal to I omega; molecules in uniformly random
+    orientations give a flat F(cos theta, phi), a preferred orientation does not."""
+    from ase import units
+    from scipy.spatial.transform import Rotation
+    from symprobe.probe.analyze import analyze, load_run, molecular_axes, orientation_map
+    molecule = water_cluster(1)
+    x0 = molecule.positions - molecule.get_center_of_mass()
+    inertia = sum(m * (x @ x * np.eye(3) - np.outer(x, x)) for m, x in zip(molecule.get_masses(), x0))
+    omega = 2.0 * np.linalg.eigh(inertia)[1][:, 1]  # rad/ps, about the intermediate axis
+    frames = []
+    for t in 0.01 * np.arange(30):
+        rotation = Rotation.from_rotvec(omega * t).as_matrix()
+        a = molecule.copy()
+        x = x0 @ rotation.T
+        a.positions = x + 50.0
+        a.set_momenta(a.get_masses()[:, None] * np.cross(omega, x) / (1e3 * units.fs))
+        a.info["time_ps"] = t
+        frames.append(a)
+    run = load_run(write_frames(tmp_path / "rotor.xyz", frames), "rotor", None)
+    angular = analyze([run])["angular"]["rotor"]
+    ell = np.array(angular["L_amu_A2_per_ps"])
+    # extxyz keeps 8 decimals of positions near 50 A and of momenta: 1e-6 relative
+    np.testing.assert_allclose(ell, np.tile(inertia @ omega, (len(frames), 1)), rtol=2e-6)
+    assert np.linalg.norm(ell[0]) > 1.0
+
+    rng = np.random.default_rng(5)
+    uniform = Rotation.random(20000, random_state=6).apply(np.array([0.0, 0.0, 1.0]))
+    assert 0.5 < orientation_map(uniform)["chi2_per_bin"] < 1.6
+    free = np.array(orientation_map(uniform)["F_kT"], float)
+    noise = 1 / np.sqrt(20000 / free.size)  # kT: relative counting noise of a bin
+    assert np.abs(free).max() < 5 * noise and np.abs(free).mean() < 1.5 * noise
+    tilted = uniform + 0.3 * np.array([0.0, 0.0, 1.0])
+    tilted /= np.linalg.norm(tilted, axis=1)[:, None]
+    assert orientation_map(tilted)["chi2_per_bin"] > 20
+    assert len(molecular_axes(frames[0])) == 1
+
+
+def test_analyze_command_overlays_runs(tmp_path, capsys, reference_path):
+    """Two short symprobe md runs of one molecule (plain and torque-free) through `symprobe
+    analyze`: files per observable, the torque-free run's L conserved, bad input refused."""
+    from symprobe.cli import main as cli
+    structure = tmp_path / "molecule.xyz"
+    write_frames(structure, [water_cluster(1)])
+    model = reference_path("water-orientation")
+    for name, extra in (("plain", []), ("free", ["--correction", "torque-free"])):
+        assert cli(["md", "--model", model, "--structure", str(structure), "--finite", "--thermostat",
+                    "none", "--steps", "100", "--interval", "10", "--timestep", "0.25",
+                    "--output", str(tmp_path / f"{name}.xyz")] + extra) == 0
+    capsys.readouterr()
+    out = tmp_path / "analysis"
+    assert cli(["analyze", str(tmp_path / "plain.xyz"), str(tmp_path / "free.xyz"),
+                "--labels", "plain", "torque-free", "--output", str(out)]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "plain" in summary and "torque-free" in summary
+    angular = json.loads((out / "angular.json").read_text())["angular"]
+    assert angular["torque-free"]["L_change"] < 1e-6 < 1e-2 < angular["plain"]["L_change"]
+    thermo = json.loads((out / "thermo.json").read_text())["thermo"]
+    assert abs(thermo["torque-free"]["drift_eV_per_atom_per_ps"]) < 1e-2  # L = 0: energy conserved
+    for name in ("angular.png", "orientation.png", "thermo.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert cli(["analyze", str(tmp_path / "plain.xyz"), "--output", str(out)]) == 2
+    assert "already holds" in capsys.readouterr().err
+    assert cli(["analyze", str(tmp_path / "plain.xyz"), "--labels", "a", "b"]) == 2
+    assert "2 labels for 1 trajectories" in capsys.readouterr().err

@@ -54,6 +54,9 @@ def md(args) -> int:
         atoms = water_box(args.molecules, seed=seed)
         source = (f"lattice box of {args.molecules} water molecules (not equilibrated: expect "
                   f"the temperature to overshoot in the first 0.1 ps)")
+    if args.finite:  # a gas-phase molecule in a box: no periodic images, a defined net torque
+        atoms.pbc = False
+        source += ", as a finite system (no periodic images; started without angular momentum)"
     calc.model.check_numbers(atoms.numbers)
     atoms.calc = calc
     # |E(x) - E(-x)| of the unsymmetrised model: the cheapest probe of a broken symmetry. The
@@ -64,6 +67,9 @@ def md(args) -> int:
     thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
     thermalize(atoms, temperature_K=args.temperature, rng=np.random.default_rng(seed))
     vd.Stationary(atoms)
+    if args.finite:
+        # no angular momentum either: torque-free forces then keep L = 0, and with it the energy
+        vd.ZeroRotation(atoms)
     if args.thermostat == "langevin":
         dyn = Langevin(atoms, args.timestep * units.fs, temperature_K=args.temperature,
                        friction=1.0 / (args.tau * units.fs), fixcm=False,
@@ -102,6 +108,8 @@ def md(args) -> int:
         frame = atoms.copy()
         frame.calc = atoms.calc
         frame.info.update({"step": step, "time_ps": record["time_ps"],
+                           "temperature_K": record["temperature_K"], "etot_eV": record["etot_eV"],
+                           "thermostat": args.thermostat,
                            "net_torque_eV": np.asarray(torque, float),
                            "inversion_spread_eV": record["inversion_spread_eV"]})
         ase.io.write(output, frame, format="extxyz", append=True)
@@ -178,6 +186,24 @@ def error_command(args) -> int:
     return 0
 
 
+def analyze_command(args) -> int:
+    from .probe.analyze import analyze, load_run, summary, write
+
+    labels = args.labels or [os.path.splitext(os.path.basename(p))[0] for p in args.trajectories]
+    if len(labels) != len(args.trajectories):
+        raise ValueError(f"--labels: {len(labels)} labels for {len(args.trajectories)} trajectories")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"--labels: the runs need distinct labels, got {', '.join(labels)}")
+    if args.blocks < 1:
+        raise ValueError("--blocks must be >= 1")
+    runs = [load_run(p, label, args.frame_time) for p, label in zip(args.trajectories, labels)]
+    report = analyze(runs, n_blocks=args.blocks)
+    paths = write(report, args.output)
+    print(summary(report))
+    print("wrote " + ", ".join(paths))
+    return 0
+
+
 def main(argv=None) -> int:
     from .runtime import add_option_arguments
     from .models import DEFAULT
@@ -191,6 +217,10 @@ def main(argv=None) -> int:
     p.add_argument("--molecules", type=int, default=64,
                    help="without --structure: 64 starts from the bundled box equilibrated at 300 K; "
                         "another number generates a lattice box (not equilibrated)")
+    p.add_argument("--finite", action="store_true",
+                   help="evaluate the structure as a finite system, without periodic images (a "
+                        "gas-phase molecule in a box): its net torque is defined, and "
+                        "--correction torque-free removes it")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--timestep", type=float, default=0.5, help="fs")
     p.add_argument("--temperature", type=float, default=300.0, help="K")
@@ -223,7 +253,22 @@ def main(argv=None) -> int:
     e.add_argument("--chunk", type=int, default=None, help="rotated copies per model call (default: automatic)")
     e.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's setting)")
     e.add_argument("--device", default=None, help="cpu or cuda[:N]")
+    a = sub.add_parser("analyze", help="observables of MD trajectories, runs overlaid with "
+                                       "block-averaged error bars (docs/probing.md)")
+    a.add_argument("trajectories", nargs="+", metavar="TRAJ",
+                   help="extxyz from symprobe md, LAMMPS dumps, i-PI output (only read)")
+    a.add_argument("--labels", nargs="+", help="one label per trajectory (default: file names)")
+    a.add_argument("--output", default="analysis", help="directory for the JSON, PNG and summary.md files")
+    a.add_argument("--blocks", type=int, default=5, help="blocks of consecutive frames for error bars")
+    a.add_argument("--frame-time", type=float, default=None,
+                   help="ps between frames, where the frames carry no time_ps")
     args = parser.parse_args(argv)
+    if args.command == "analyze":
+        try:
+            return analyze_command(args)
+        except (ValueError, OSError) as exc:
+            print(f"symprobe analyze: error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "error":
         try:
             return error_command(args)

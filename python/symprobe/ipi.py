@@ -49,14 +49,17 @@ class AtomicUnitsEvaluator:
     and the `i-pi-py_driver -m custom` PES (symprobe/ipi_pes.py).
 
     model: a loaded symprobe.Model; numbers: atomic numbers of the atoms in i-PI's order;
-    rotation_energies: add the energy of every rotation to the extras (eV).
+    rotation_energies: add the energy of every rotation to the extras (eV); finite: the
+    structure is a finite system (a gas-phase molecule in i-PI's large box), evaluated without
+    periodic images: its net torque is defined, and correction torque-free removes it.
     """
 
-    def __init__(self, model, numbers, rotation_energies: bool = False):
+    def __init__(self, model, numbers, rotation_energies: bool = False, finite: bool = False):
         self.model = model
         self.numbers = np.asarray(numbers, dtype=np.int64)
         model.check_numbers(self.numbers)  # before any connection: a clear error at once
         self.rotation_energies = rotation_energies
+        self.pbc = not finite
 
     def evaluate(self, cells_h, positions_bohr):
         """cells_h: list of 3x3 h (Bohr, lattice vectors as columns); positions_bohr: list of
@@ -69,10 +72,10 @@ class AtomicUnitsEvaluator:
         cells = [np.asarray(h, float).reshape(3, 3).T * BOHR_A for h in cells_h]
         positions = [np.asarray(p, float).reshape(n, 3) * BOHR_A for p in positions_bohr]
         if len(positions) == 1:
-            results = [self.model.compute(positions[0], self.numbers, cells[0], True,
+            results = [self.model.compute(positions[0], self.numbers, cells[0], self.pbc,
                                           forces_rms_spread=True)]
         else:
-            results = self.model.compute_batch(positions, self.numbers, cells, True,
+            results = self.model.compute_batch(positions, self.numbers, cells, self.pbc,
                                                forces_rms_spread=True)
         return [(r["energy"] / HARTREE_EV, r["forces"] * (BOHR_A / HARTREE_EV),
                  r["virial"] / HARTREE_EV, self.extras(r)) for r in results]
@@ -225,6 +228,9 @@ def main(argv=None) -> int:
     p.add_argument("--structure", required=True,
                    help="structure file (any ASE format) giving the elements in i-PI's atom order")
     add_option_arguments(p)
+    p.add_argument("--finite", action="store_true",
+                   help="a finite system (a gas-phase molecule in i-PI's box): no periodic images, "
+                        "so that its net torque is defined (and removed by --correction torque-free)")
     p.add_argument("--rotation-energies", action="store_true",
                    help="send the energy of every rotation in the extras")
     p.add_argument("--connect-timeout", type=float, default=30.0, help="seconds")
@@ -239,12 +245,13 @@ def main(argv=None) -> int:
         atoms = ase.io.read(args.structure, index=0)
         model = load_model(args.model, **options_from_arguments(args))
         # everything that can be checked is checked before waiting for i-PI
-        evaluator = AtomicUnitsEvaluator(model, atoms.numbers, args.rotation_energies)
+        evaluator = AtomicUnitsEvaluator(model, atoms.numbers, args.rotation_energies, args.finite)
         sock = connect(args.unix, args.inet, args.sockets_prefix, args.connect_timeout)
     except (ValueError, OSError, RuntimeError, ase.io.formats.UnknownFileTypeError) as error:
         print(f"symprobe-ipi: error: {error}", file=sys.stderr)
         return 2
-    print(f"symprobe-ipi: connected ({model.rotations}), {len(atoms)} atoms", flush=True)
+    print(f"symprobe-ipi: connected ({model.rotations}), {len(atoms)} atoms"
+          f"{', a finite system' if args.finite else ''}", flush=True)
     try:
         serve(Connection(sock), evaluator)
         print("symprobe-ipi: EXIT received", flush=True)

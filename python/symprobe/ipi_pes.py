@@ -3,8 +3,9 @@
     i-pi-py_driver -m custom -P "$(python -m symprobe.ipi_pes)" -u -a water \\
         -o "structure=init.xyz,model=water-pet,rotations=grid 2,inversion=yes"
 
-Options (`-o key=value,...`): structure, model, rotation_energies, and the core's options
-(rotations, inversion, randomize, seed, chunk, skin, threads, device), checked by the core's
+Options (`-o key=value,...`): structure, model, rotation_energies, finite (yes: a gas-phase
+system without periodic images), and the core's options (rotations, inversion, randomize, seed,
+chunk, skin, threads, device, correction), checked by the core's
 parser as everywhere else. Batched requests are evaluated in one model call.
 `python -m symprobe.ipi_pes` prints the path of this file.
 """
@@ -15,7 +16,7 @@ __DRIVER_CLASS__ = "Symprobe_driver"
 
 
 class Symprobe_driver(Dummy_driver):
-    def __init__(self, structure, model, rotation_energies="no", *args, **options):
+    def __init__(self, structure, model, rotation_energies="no", finite="no", *args, **options):
         import ase.io
 
         # absolute imports: i-PI loads this file by path, outside the package
@@ -26,10 +27,12 @@ class Symprobe_driver(Dummy_driver):
         core_options = take_options(options)
         if rotation_energies not in ("yes", "no", True, False):
             raise ValueError(f"rotation_energies must be yes or no, got '{rotation_energies}'")
+        if finite not in ("yes", "no", True, False):
+            raise ValueError(f"finite must be yes or no, got '{finite}'")
         atoms = ase.io.read(structure, index=0)
         loaded = load_model(model, **core_options)
         self.evaluator = AtomicUnitsEvaluator(loaded, atoms.numbers,
-                                              rotation_energies in ("yes", True))
+                                              rotation_energies in ("yes", True), finite in ("yes", True))
         super().__init__(*args, **options)
 
     def compute(self, cell, pos):

@@ -1,0 +1,455 @@
+"""Observables of MD trajectories, several runs overlaid, with block-averaged error bars
+(`symprobe analyze`).
+
+Trajectories: anything ASE reads (extxyz from `symprobe md`, LAMMPS dumps, i-PI's ase-format
+output) and i-PI's own xyz (cell in a `# CELL(abcABC):` comment line). Times come from the
+frames' `time_ps` (symprobe md) or from --frame-time. Units: Angstrom, ps, eV, K.
+
+- periodic runs: g(r) of every element pair (first peak position and height), the mean-squared
+  displacement of each element and its diffusion coefficient;
+- runs with the records of `symprobe md`: temperature, and the drift of the total energy of
+  runs without a thermostat;
+- non-periodic runs: the angular momentum L(t) (from the momenta), the model's net torque, and
+  the lab-frame orientation of each water molecule's axis (O to the midpoint of its H atoms) as
+  a free energy F(cos theta, phi) = -ln P in kT.
+Every scalar carries the standard error of its mean over blocks of consecutive frames; the
+summary says which differences between runs exceed twice their combined standard error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..water.analysis import max_rdf_range, pair_histogram, radial_distribution_from_histogram
+
+IPI_CELL = re.compile(r"CELL[(\[]abcABC[)\]]:\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)")
+
+
+def read_ipi_xyz(path):
+    """Frames of i-PI's own xyz format (Angstrom when the comment says positions{angstrom}),
+    cell from its abcABC comment; None if the file is not in that format."""
+    from ase import Atoms
+    frames = []
+    with open(path) as f:
+        while True:
+            line = f.readline()
+            if not line.strip():
+                break
+            n = int(line)
+            comment = f.readline()
+            cell = IPI_CELL.search(comment)
+            if cell is None:
+                return None
+            scale = 1.0 if "positions{angstrom}" in comment else 0.52917721090
+            rows = [f.readline().split() for _ in range(n)]
+            atoms = Atoms([r[0] for r in rows], positions=np.array([r[1:4] for r in rows], float) * scale)
+            a, b, c, alpha, beta, gamma = (float(v) for v in cell.groups())
+            cell_scale = 1.0 if "cell{angstrom}" in comment else 0.52917721090
+            atoms.set_cell([a * cell_scale, b * cell_scale, c * cell_scale, alpha, beta, gamma])
+            atoms.pbc = True
+            step = re.search(r"Step:\s*(\d+)", comment)
+            if step:
+                atoms.info["step"] = int(step.group(1))
+            frames.append(atoms)
+    return frames
+
+
+def read_trajectory(path):
+    """All frames of a trajectory file (see the module's formats)."""
+    import ase.io
+    with open(path) as f:
+        f.readline()
+        second = f.readline()
+    if IPI_CELL.search(second):
+        frames = read_ipi_xyz(path)
+        if frames:
+            return frames
+    frames = ase.io.read(path, index=":")
+    if not frames:
+        raise ValueError(f"{path}: no frames")
+    return frames
+
+
+@dataclass
+class Run:
+    label: str
+    path: str
+    frames: list
+    times: np.ndarray   # ps
+    periodic: bool
+    notes: list = field(default_factory=list)
+
+
+def load_run(path, label, frame_time_ps):
+    frames = read_trajectory(path)
+    n = len(frames[0])
+    for k, a in enumerate(frames):
+        if len(a) != n or (a.numbers != frames[0].numbers).any():
+            raise ValueError(f"{path}: frame {k} has other atoms than frame 0")
+    if all("time_ps" in a.info for a in frames):
+        times = np.array([a.info["time_ps"] for a in frames], float)
+    elif frame_time_ps is not None:
+        times = frame_time_ps * np.arange(len(frames))
+    else:
+        times = np.arange(len(frames), dtype=float)
+    periodic = bool(frames[0].pbc.all())
+    return Run(label, path, frames, times, periodic)
+
+
+def blocks(n, n_blocks):
+    """Index ranges of n_blocks consecutive blocks of n frames (at least one frame each)."""
+    n_blocks = max(1, min(n_blocks, n))
+    edges = np.linspace(0, n, n_blocks + 1).astype(int)
+    return [range(edges[k], edges[k + 1]) for k in range(n_blocks)]
+
+
+def mean_sem(values):
+    values = np.asarray(values, float)
+    if len(values) < 2:
+        return float(values.mean()), float("nan")
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def element_pairs(numbers):
+    zs = sorted(set(int(z) for z in numbers))
+    return [(a, b) for i, a in enumerate(zs) for b in zs[i:]]
+
+
+def first_peak(r, g):
+    """Position and height of the first maximum of g after it first exceeds 1."""
+    above = np.flatnonzero(g > 1.0)
+    if len(above) == 0:
+        return float("nan"), float("nan")
+    k = above[0]
+    while k + 1 < len(g) and g[k + 1] >= g[k]:
+        k += 1
+    return float(r[k]), float(g[k])
+
+
+def radial_distributions(run, n_blocks, n_bins=200, r_max=None):
+    from ase.data import chemical_symbols
+    frames = run.frames
+    limit = min(max_rdf_range(a.cell.array) for a in frames)
+    r_max = min(limit, r_max or limit, 8.0)
+    edges = np.linspace(0.0, r_max, n_bins + 1)
+    out = {}
+    for za, zb in element_pairs(frames[0].numbers):
+        per_block = []
+        for block in blocks(len(frames), n_blocks):
+            counts, norm = np.zeros(n_bins), 0.0
+            for k in block:
+                c, nrm = pair_histogram(frames[k], za, zb, edges)
+                counts += c
+                norm += nrm
+            r, g = radial_distribution_from_histogram(edges, counts, norm)
+            per_block.append(g)
+        per_block = np.array(per_block)
+        g_mean = per_block.mean(0)
+        g_sem = per_block.std(0, ddof=1) / np.sqrt(len(per_block)) if len(per_block) > 1 else np.full(n_bins, np.nan)
+        peaks = np.array([first_peak(r, g) for g in per_block])
+        name = f"{chemical_symbols[za]}-{chemical_symbols[zb]}"
+        position, height = first_peak(r, g_mean)
+        out[name] = {"r_A": r.tolist(), "g": g_mean.tolist(), "g_sem": g_sem.tolist(),
+                     "first_peak_A": position, "first_peak_sem": mean_sem(peaks[:, 0])[1],
+                     "first_peak_height": height, "first_peak_height_sem": mean_sem(peaks[:, 1])[1]}
+    return out
+
+
+def unwrapped(frames):
+    """Positions [F, N, 3] continuous in time: each step's displacement taken as its minimum
+    image along periodic axes (frames must be closer in time than atoms move half a box)."""
+    x = np.array([a.positions for a in frames])
+    if not frames[0].pbc.any():
+        return x
+    cell = frames[0].cell.array
+    inverse = np.linalg.inv(cell)
+    out = [x[0]]
+    for k in range(1, len(x)):
+        d = (x[k] - x[k - 1]) @ inverse
+        d -= np.round(d) * frames[0].pbc
+        out.append(out[-1] + d @ cell)
+    return np.array(out)
+
+
+def mean_squared_displacement(run, n_blocks):
+    from ase.data import chemical_symbols
+    x = unwrapped(run.frames)
+    t = run.times - run.times[0]
+    n = len(x)
+    out = {}
+    for z in sorted(set(int(v) for v in run.frames[0].numbers)):
+        sel = run.frames[0].numbers == z
+        xs = x[:, sel]
+        lags = np.arange(n)
+        msd = np.array([((xs[lag:] - xs[:n - lag]) ** 2).sum(-1).mean() if lag else 0.0 for lag in lags])
+        # D from the second half of the lags (past the ballistic regime), MSD = 6 D t, and its
+        # error from the same fit in each block of the run
+        def diffusion(ts, m):
+            half = slice(len(ts) // 2, len(ts))
+            if len(ts) < 4 or ts[half][-1] <= ts[half][0]:
+                return float("nan")
+            return float(np.polyfit(ts[half], m[half], 1)[0] / 6.0)
+
+        per_block = []
+        for block in blocks(n, n_blocks):
+            b = xs[list(block)]
+            m = len(b)
+            mb = np.array([((b[lag:] - b[:m - lag]) ** 2).sum(-1).mean() if lag else 0.0 for lag in range(m)])
+            per_block.append(diffusion(t[:m], mb))
+        finite = [d for d in per_block if np.isfinite(d)]
+        out[chemical_symbols[z]] = {"t_ps": t.tolist(), "msd_A2": msd.tolist(),
+                                    "D_A2_per_ps": diffusion(t, msd),
+                                    "D_sem": mean_sem(finite)[1] if finite else float("nan")}
+    return out
+
+
+def thermo(run, n_blocks):
+    """Temperature and conserved-energy drift from the records of symprobe md."""
+    info = [a.info for a in run.frames]
+    out = {}
+    if all("temperature_K" in i for i in info):
+        temps = np.array([i["temperature_K"] for i in info])
+        out["temperature_K"] = mean_sem([temps[list(b)].mean() for b in blocks(len(temps), n_blocks)])
+        out["temperature_series"] = temps.tolist()
+    # the total energy is conserved without a thermostat only (symprobe md records which)
+    if all("etot_eV" in i and i.get("thermostat", "none") == "none" for i in info) and len(info) > 2:
+        etot = np.array([i["etot_eV"] for i in info])
+        n_atoms = len(run.frames[0])
+        slope = np.polyfit(run.times, etot, 1)[0] / n_atoms
+        out["drift_eV_per_atom_per_ps"] = float(slope)
+        out["etot_series"] = etot.tolist()
+    return out
+
+
+def angular_momentum(run):
+    """L(t) about the centre of mass (amu A^2/ps, from the frames' momenta) and the model's net
+    torque (eV, symprobe md's net_torque_eV), of a non-periodic run."""
+    from ase import units
+    out = {"t_ps": run.times.tolist()}
+    if all(a.has("momenta") for a in run.frames):
+        ell = []
+        for a in run.frames:
+            x = a.positions - a.get_center_of_mass()
+            ell.append(np.cross(x, a.get_momenta()).sum(0) * 1e3 * units.fs)
+        ell = np.array(ell)
+        out["L_amu_A2_per_ps"] = ell.tolist()
+        out["L_norm"] = np.linalg.norm(ell, axis=1).tolist()
+        out["L_change"] = float(np.linalg.norm(ell[-1] - ell[0]))
+    if all("net_torque_eV" in a.info for a in run.frames):
+        torque = np.linalg.norm([a.info["net_torque_eV"] for a in run.frames], axis=1)
+        out["torque_eV"] = torque.tolist()
+        out["mean_torque_eV"] = mean_sem(torque)
+    return out
+
+
+def molecular_axes(atoms, oh_max=1.3):
+    """Unit vectors from each water O to the midpoint of its two H atoms (periodic images
+    handled by the minimum image)."""
+    from ..runtime import neighbor_list
+    nl = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, oh_max)
+    z = atoms.numbers
+    oh = (z[nl.centers] == 8) & (z[nl.neighbors] == 1)
+    axes = []
+    for o in np.flatnonzero(z == 8):
+        vectors = nl.vectors[oh & (nl.centers == o)]
+        if len(vectors) == 2:
+            m = vectors.mean(0)
+            axes.append(m / np.linalg.norm(m))
+    return np.array(axes).reshape(-1, 3)
+
+
+def orientation_map(axes, bins=(10, 12)):
+    """Free energy F(cos theta, phi) = -ln(P / P_uniform) in kT of unit vectors `axes`, on a
+    grid of equal-area bins; empty bins are NaN."""
+    cos_theta = np.clip(axes[:, 2], -1, 1)
+    phi = np.arctan2(axes[:, 1], axes[:, 0])
+    counts, ce, pe = np.histogram2d(cos_theta, phi, bins=bins, range=[[-1, 1], [-np.pi, np.pi]])
+    expected = len(axes) / counts.size
+    with np.errstate(divide="ignore"):
+        free = -np.log(counts / expected)
+    free[~np.isfinite(free)] = np.nan
+    return {"cos_theta_edges": ce.tolist(), "phi_edges": pe.tolist(), "counts": counts.tolist(),
+            "F_kT": np.where(np.isnan(free), None, free).tolist(),
+            # chi^2 per bin of the counts against a uniform distribution: ~1 when flat
+            "chi2_per_bin": float(((counts - expected) ** 2 / expected).sum() / (counts.size - 1))}
+
+
+def differences(runs_values, key_name):
+    """Pairs of runs whose values of one scalar differ by more than twice their combined
+    standard error: lines of the summary."""
+    lines = []
+    labels = list(runs_values)
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            (va, sa), (vb, sb) = runs_values[a], runs_values[b]
+            if not (np.isfinite(va) and np.isfinite(vb)):
+                continue
+            sigma = np.sqrt(np.nan_to_num(sa) ** 2 + np.nan_to_num(sb) ** 2)
+            verdict = ("differ" if sigma > 0 and abs(va - vb) > 2 * sigma else
+                       "agree within 2 standard errors" if sigma > 0 else "no error estimate")
+            lines.append(f"- {key_name}: {a} {va:.4g} +- {sa:.2g}, {b} {vb:.4g} +- {sb:.2g}: {verdict}")
+    return lines
+
+
+def analyze(runs, n_blocks=5) -> dict:
+    """Every observable that applies to the runs: {observable: {label: result}}."""
+    report = {"runs": {r.label: {"path": r.path, "frames": len(r.frames), "periodic": r.periodic,
+                                 "atoms": len(r.frames[0])} for r in runs}}
+    periodic = [r for r in runs if r.periodic]
+    finite = [r for r in runs if not r.periodic]
+    if periodic:
+        report["rdf"] = {r.label: radial_distributions(r, n_blocks) for r in periodic}
+        report["msd"] = {r.label: mean_squared_displacement(r, n_blocks) for r in periodic}
+    thermo_rows = {r.label: thermo(r, n_blocks) for r in runs}
+    if any(thermo_rows.values()):
+        report["thermo"] = thermo_rows
+    if finite:
+        report["angular"] = {r.label: angular_momentum(r) for r in finite}
+    water = [r for r in runs if set(np.unique(r.frames[0].numbers)) <= {1, 8} and (r.frames[0].numbers == 8).any()]
+    if water and finite:
+        report["orientation"] = {r.label: orientation_map(np.concatenate([molecular_axes(a) for a in r.frames]))
+                                 for r in water if not r.periodic}
+    return report
+
+
+def summary(report) -> str:
+    lines = ["# symprobe analyze", ""]
+    for label, r in report["runs"].items():
+        lines.append(f"- {label}: {r['path']}, {r['frames']} frames, {r['atoms']} atoms, "
+                     f"{'periodic' if r['periodic'] else 'non-periodic'}")
+    lines.append("")
+    lines.append("Differences beyond statistical error (twice the combined standard error of block means):")
+    found = []
+    if "rdf" in report:
+        for pair in next(iter(report["rdf"].values())):
+            found += differences({k: (v[pair]["first_peak_A"], v[pair]["first_peak_sem"])
+                                  for k, v in report["rdf"].items() if pair in v}, f"g_{pair} first peak (A)")
+            found += differences({k: (v[pair]["first_peak_height"], v[pair]["first_peak_height_sem"])
+                                  for k, v in report["rdf"].items() if pair in v}, f"g_{pair} first peak height")
+    if "msd" in report:
+        for element in next(iter(report["msd"].values())):
+            found += differences({k: (v[element]["D_A2_per_ps"], v[element]["D_sem"])
+                                  for k, v in report["msd"].items() if element in v}, f"D({element}) (A^2/ps)")
+    if "thermo" in report:
+        found += differences({k: tuple(v["temperature_K"]) for k, v in report["thermo"].items()
+                              if "temperature_K" in v}, "temperature (K)")
+        for k, v in report["thermo"].items():
+            if "drift_eV_per_atom_per_ps" in v:
+                found.append(f"- conserved-energy drift of {k}: {1e3 * v['drift_eV_per_atom_per_ps']:+.3g} meV/atom/ps")
+    if "angular" in report:
+        for k, v in report["angular"].items():
+            if "L_change" in v:
+                found.append(f"- {k}: |L(end) - L(0)| = {v['L_change']:.3g} amu A^2/ps")
+        found += differences({k: tuple(v["mean_torque_eV"]) for k, v in report["angular"].items()
+                              if "mean_torque_eV" in v}, "mean |torque| (eV)")
+    if "orientation" in report:
+        for k, v in report["orientation"].items():
+            found.append(f"- orientation of {k}: chi^2 per bin against a uniform distribution "
+                         f"{v['chi2_per_bin']:.3g} (about 1 when flat)")
+    lines += found or ["- nothing to compare"]
+    return "\n".join(lines) + "\n"
+
+
+def plots(report, directory) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    written = []
+
+    def save(fig, name):
+        path = os.path.join(directory, name)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    if "rdf" in report:
+        pairs = list(next(iter(report["rdf"].values())))
+        fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.5), squeeze=False)
+        for ax, pair in zip(axes[0], pairs):
+            for label, v in report["rdf"].items():
+                r, g, s = np.array(v[pair]["r_A"]), np.array(v[pair]["g"]), np.array(v[pair]["g_sem"], float)
+                ax.plot(r, g, label=label)
+                ax.fill_between(r, g - np.nan_to_num(s), g + np.nan_to_num(s), alpha=0.3)
+            ax.set_xlabel("r (A)")
+            ax.set_ylabel(f"g_{pair}(r)")
+        axes[0][0].legend()
+        save(fig, "rdf.png")
+    if "msd" in report:
+        elements = list(next(iter(report["msd"].values())))
+        fig, axes = plt.subplots(1, len(elements), figsize=(4.2 * len(elements), 3.5), squeeze=False)
+        for ax, element in zip(axes[0], elements):
+            for label, v in report["msd"].items():
+                ax.plot(v[element]["t_ps"], v[element]["msd_A2"], label=label)
+            ax.set_xlabel("t (ps)")
+            ax.set_ylabel(f"MSD {element} (A^2)")
+        axes[0][0].legend()
+        save(fig, "msd.png")
+    if "thermo" in report:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        for label, v in report["thermo"].items():
+            if "temperature_series" in v:
+                axes[0].plot(v["temperature_series"], label=label)
+            if "etot_series" in v:
+                e = np.array(v["etot_series"])
+                axes[1].plot(e - e[0], label=label)
+        axes[0].set_ylabel("T (K)")
+        axes[1].set_ylabel("E_tot - E_tot(0) (eV)")
+        for ax in axes:
+            ax.set_xlabel("frame")
+        axes[0].legend()
+        save(fig, "thermo.png")
+    if "angular" in report:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        for label, v in report["angular"].items():
+            if "L_norm" in v:
+                axes[0].plot(v["t_ps"], v["L_norm"], label=label)
+            if "torque_eV" in v:
+                axes[1].plot(v["t_ps"], v["torque_eV"], label=label)
+        axes[0].set_ylabel("|L| (amu A^2/ps)")
+        axes[1].set_ylabel("model's |torque| (eV)")
+        for ax in axes:
+            ax.set_xlabel("t (ps)")
+        axes[0].legend()
+        save(fig, "angular.png")
+    if "orientation" in report:
+        labels = list(report["orientation"])
+        fig, axes = plt.subplots(1, len(labels), figsize=(4.5 * len(labels), 3.5), squeeze=False)
+        for ax, label in zip(axes[0], labels):
+            v = report["orientation"][label]
+            free = np.array(v["F_kT"], dtype=float)
+            image = ax.pcolormesh(v["phi_edges"], v["cos_theta_edges"], free, shading="flat")
+            fig.colorbar(image, ax=ax, label="F (kT)")
+            ax.set_xlabel("phi (rad)")
+            ax.set_ylabel("cos theta")
+            ax.set_title(label)
+        save(fig, "orientation.png")
+    return written
+
+
+OBSERVABLES = ("rdf", "msd", "thermo", "angular", "orientation")
+
+
+def write(report, directory) -> list[str]:
+    """One JSON and one PNG per observable, and summary.md, into `directory` (which must not
+    hold an earlier analysis: nothing is overwritten); returns the paths written."""
+    os.makedirs(directory, exist_ok=True)
+    names = ["summary.md"] + [f"{o}{s}" for o in OBSERVABLES for s in (".json", ".png")]
+    taken = [n for n in names if os.path.exists(os.path.join(directory, n))]
+    if taken:
+        raise ValueError(f"{directory} already holds {', '.join(taken)}; choose another --output")
+    written = []
+    for name in OBSERVABLES:
+        if name in report:
+            path = os.path.join(directory, f"{name}.json")
+            with open(path, "w") as f:
+                json.dump({"runs": report["runs"], name: report[name]}, f)
+            written.append(path)
+    path = os.path.join(directory, "summary.md")
+    with open(path, "w") as f:
+        f.write(summary(report))
+    return written + [path] + plots(report, directory)
