@@ -389,33 +389,30 @@ def plots(report, directory) -> list[str]:
             ax.set_ylabel(f"MSD {element} (A^2)")
         axes[0][0].legend()
         save(fig, "msd.png")
-    if "thermo" in report:
+    def two_panels(curves, xlabel, ylabels, name):
+        """curves: (label, panel, x, y) lines; one figure of two panels sharing the legend."""
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        for label, panel, x, y in curves:
+            axes[panel].plot(x, y, label=label)
+        for ax, ylabel in zip(axes, ylabels):
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+        axes[0].legend()
+        save(fig, name)
+
+    if "thermo" in report:
+        curves = []
         for label, v in report["thermo"].items():
             if "temperature_series" in v:
-                axes[0].plot(v["temperature_series"], label=label)
+                curves.append((label, 0, np.arange(len(v["temperature_series"])), v["temperature_series"]))
             if "etot_series" in v:
                 e = np.array(v["etot_series"])
-                axes[1].plot(e - e[0], label=label)
-        axes[0].set_ylabel("T (K)")
-        axes[1].set_ylabel("E_tot - E_tot(0) (eV)")
-        for ax in axes:
-            ax.set_xlabel("frame")
-        axes[0].legend()
-        save(fig, "thermo.png")
+                curves.append((label, 1, np.arange(len(e)), e - e[0]))
+        two_panels(curves, "frame", ["T (K)", "E_tot - E_tot(0) (eV)"], "thermo.png")
     if "angular" in report:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-        for label, v in report["angular"].items():
-            if "L_norm" in v:
-                axes[0].plot(v["t_ps"], v["L_norm"], label=label)
-            if "torque_eV" in v:
-                axes[1].plot(v["t_ps"], v["torque_eV"], label=label)
-        axes[0].set_ylabel("|L| (amu A^2/ps)")
-        axes[1].set_ylabel("model's |torque| (eV)")
-        for ax in axes:
-            ax.set_xlabel("t (ps)")
-        axes[0].legend()
-        save(fig, "angular.png")
+        curves = [(label, panel, v["t_ps"], v[key]) for label, v in report["angular"].items()
+                  for panel, key in ((0, "L_norm"), (1, "torque_eV")) if key in v]
+        two_panels(curves, "t (ps)", ["|L| (amu A^2/ps)", "model's |torque| (eV)"], "angular.png")
     if "orientation" in report:
         labels = list(report["orientation"])
         fig, axes = plt.subplots(1, len(labels), figsize=(4.5 * len(labels), 3.5), squeeze=False)
