@@ -92,6 +92,14 @@ struct Model::Impl {
     VerletList verlet;
     std::vector<bool> allowed;  // allowed[Z]
     std::optional<detail::Symmetrizer> symmetrizer;
+    std::optional<detail::Symmetrizer> plain_stage;  // requests with symmetrize = false
+
+    // The symmetrisation stage of a request: the options' rotations, or the plain model.
+    detail::Symmetrizer& stage(const Request& request) {
+        if (request.symmetrize || options.rotations.mode == RotationOptions::None) return *symmetrizer;
+        if (!plain_stage) plain_stage.emplace(RotationOptions{}, device, dtype, path);
+        return *plain_stage;
+    }
     detail::BatchTuner batch_tuner;  // structures per model call when options.batch = 0
     uint64_t rotation_step = 0;  // the step of requests without one (random modes)
     std::mutex mutex;            // a Model has state (Verlet list, step counter, chunk tuner)
@@ -320,7 +328,7 @@ struct Model::Impl {
             return forces.index_add_(1, centers, gradient).index_add_(1, neighbors, -gradient);
         };
         const uint64_t step = request.step >= 0 ? static_cast<uint64_t>(request.step) : rotation_step;
-        detail::Symmetrized sym = symmetrizer->evaluate(in, parts, request, step);
+        detail::Symmetrized sym = stage(request).evaluate(in, parts, request, step);
         RECORD_USER_SCOPE("symprobe::forces_and_virial");
         return collect(sym, parts, request, [&](size_t p, const double* grad, Results& res) {
             forces_and_virials(g, parts[p], grad, request, res);
@@ -365,7 +373,7 @@ struct Model::Impl {
         in.forces = [&](const torch::Tensor& gradient) { return -gradient.index_select(1, atom_rows); };
         const uint64_t step = request.step >= 0 ? static_cast<uint64_t>(request.step) : rotation_step;
         if (options.direct_forces) return evaluate_direct(structures, parts, in, request, step);
-        detail::Symmetrized sym = symmetrizer->evaluate(in, parts, request, step);
+        detail::Symmetrized sym = stage(request).evaluate(in, parts, request, step);
         RECORD_USER_SCOPE("symprobe::forces_and_virial");
         return collect(sym, parts, request, [&](size_t p, const double* grad, Results& res) {
             const detail::Part& part = parts[p];
@@ -412,7 +420,7 @@ struct Model::Impl {
         };
         Request energy_only = request;
         energy_only.forces = energy_only.virial = false;
-        detail::Symmetrized sym = symmetrizer->evaluate(in, parts, energy_only, step);
+        detail::Symmetrized sym = stage(energy_only).evaluate(in, parts, energy_only, step);
         std::vector<Results> results = collect(sym, parts, energy_only, nullptr);
         torch::Tensor f_host = forces.cpu().contiguous(), s_host = stress.cpu().contiguous();
         for (size_t p = 0; p < parts.size(); ++p) {
@@ -455,7 +463,7 @@ struct Model::Impl {
                                  const std::function<void(size_t, const double*, Results&)>& forces_and_virial) {
         const bool need_grad = request.forces || request.virial || request.atomic_virials;
         std::vector<Results> results(parts.size());
-        const std::vector<double>& weights = symmetrizer->weights();
+        const std::vector<double>& weights = stage(request).weights();
         const int64_t n_rot = sym.copy_energies.size(0);
         torch::Tensor by_part = sym.copy_energies.t().contiguous();  // [parts, G]
         for (size_t p = 0; p < parts.size(); ++p) {
@@ -478,7 +486,7 @@ struct Model::Impl {
             if (need_grad && forces_and_virial) forces_and_virial(p, sym.gradient.data_ptr<double>(), res);
         }
         // only successful evaluations advance the stream
-        if (request.step < 0 && options.rotations.random()) rotation_step++;
+        if (request.step < 0 && request.symmetrize && options.rotations.random()) rotation_step++;
         return results;
     }
 
@@ -678,14 +686,14 @@ struct Model::Impl {
             }
             for (const int64_t v : nodes) sub_of[v] = -1;
         }
-        RotationStatistics stats = rotation_statistics(symmetrizer->weights(), rotation_energies.data());
+        RotationStatistics stats = rotation_statistics(stage(request).weights(), rotation_energies.data());
         total.energy = stats.mean;
         total.diagnostics.rotation_energies = rotation_energies;
         total.diagnostics.energy_std = stats.std;
         total.diagnostics.energy_spread = stats.spread;
         for (int64_t i = 0; i < 3 * n && request.forces; ++i) total.diagnostics.net_force[i % 3] += total.forces[i];
         total.diagnostics.net_torque = net_torque(total.virial);
-        if (request.step < 0 && options.rotations.random()) rotation_step++;
+        if (request.step < 0 && request.symmetrize && options.rotations.random()) rotation_step++;
         return total;
     }
 };
@@ -826,7 +834,7 @@ std::vector<Results> Model::compute_batch(const std::vector<System>& systems, co
         const System& sys = systems[s];
         impl_->correct(results[s], sys.positions, sys.numbers, sys.n_atoms, sys.pbc, request);
     }
-    if (request.step < 0 && impl_->options.rotations.random()) impl_->rotation_step++;
+    if (request.step < 0 && request.symmetrize && impl_->options.rotations.random()) impl_->rotation_step++;
     return results;
 }
 

@@ -245,3 +245,67 @@ def test_readme_python_example(tmp_path, monkeypatch, capsys):
     out = scope["out"]
     assert out["energy_spread"] > 0 and len(out["rotation_energies"]) == 36
     assert scope["nl"].centers.shape == scope["nl"].neighbors.shape
+
+
+def test_probing_commands(tmp_path):
+    """docs/probing.md's quick tour runs verbatim in a copy of examples/probe (with ../shared
+    beside the copied checkout, as beside this one) and writes what the page says."""
+    from conftest import shared_file
+    shared_file("paper-archive/test_errors.delta")
+    commands = fenced_blocks(DOCS / "probing.md", "bash")[0].strip().splitlines()
+    assert commands[0] == "cd examples/probe"
+    checkout = tmp_path / "main"
+    work = checkout / "examples" / "probe"
+    shutil.copytree(ROOT / "examples" / "probe", work)
+    (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
+    for command in commands[1:]:
+        run = subprocess.run(command, shell=True, cwd=work, env=shell_env(), capture_output=True,
+                             text=True, timeout=600)
+        assert run.returncode == 0, command + "\n" + run.stdout[-3000:] + run.stderr[-3000:]
+    error = json.loads((work / "error-molecule" / "rotational-error.json").read_text())
+    assert error["frames"] == list(range(0, 100, 10))
+    rows = {r["set"]: r for r in error["rows"]}
+    assert rows["0"]["energy_meV_per_frame"] > rows["2i"]["energy_meV_per_frame"] > 0
+    gas = json.loads((work / "gas-phase-short.json").read_text())
+    assert gas["runs"]["torque-free"]["L_norm"][-1] < 1e-9 < gas["runs"]["plain"]["L_norm"][-1]
+    angular = json.loads((work / "analysis-molecule" / "angular.json").read_text())["angular"]
+    assert angular["torque-free"]["L_change"] < 1e-6 < angular["plain"]["L_change"]
+    paper = json.loads((work / "paper-table.json").read_text())
+    assert paper["test_errors"]["rows"][0]["energy_meV_per_frame"] == pytest.approx(5.07, abs=0.01)
+
+
+def test_probing_mts_commands(tmp_path):
+    """docs/probing.md's multiple-time-stepping block, verbatim: i-PI runs its 4 outer steps
+    with one driver on two sockets, and the first potential is the core's grid 2 + inversion
+    energy (plain + correction) of the start structure."""
+    import ase.io
+    import symprobe
+    from symprobe.units import HARTREE_EV
+    from ipi.utils.units import unit_to_internal
+    block = fenced_blocks(DOCS / "probing.md", "bash")[1]
+    assert block.startswith("cd examples/probe/mts\n")
+    shutil.copytree(ROOT / "examples" / "probe", tmp_path / "examples" / "probe")
+    shutil.copytree(ROOT / "examples" / "ipi", tmp_path / "examples" / "ipi")
+    try:
+        run = subprocess.run(["bash", "-c", block], cwd=tmp_path, env=shell_env(), capture_output=True,
+                             text=True, timeout=600)
+    finally:
+        for name in ("plain", "correction"):
+            Path(f"/tmp/ipi_symprobe-{name}").unlink(missing_ok=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "multiple time stepping" in run.stdout and "EXIT received" in run.stdout
+    rows = np.loadtxt(tmp_path / "examples" / "probe" / "mts" / "sim.out", ndmin=2)
+    assert len(rows) == 5
+    atoms = ase.io.read(ROOT / "examples" / "ipi" / "classical" / "init.xyz")
+    ref = symprobe.load_model("water-pet", rotations="grid 2", inversion=True).compute(
+        atoms.positions, atoms.numbers, atoms.cell.array, True)
+    first = rows[0, 4] * unit_to_internal("energy", "electronvolt", 1.0) * HARTREE_EV
+    assert first == pytest.approx(ref["energy"], abs=3e-4)
+
+
+RUN_HERE[("docs/probing.md", 0)] = test_probing_commands
+RUN_HERE[("docs/probing.md", 1)] = test_probing_mts_commands
+NOT_RUN_HERE[("docs/probing.md", 2)] = ("the table's run on the labelled frames: about 20 minutes of "
+                                        "CPU; the same command on fewer frames runs in "
+                                        "test_probing_commands")
+NOT_RUN_HERE[("docs/probing.md", 3)] = "the paper-length gas-phase run: 10^6 steps per run, hours"

@@ -473,3 +473,82 @@ def test_finite_molecule_torque_free(run, tmp_path, correction):
             assert torque < 1e-4 and np.abs(frc.sum(0)).max() < 1e-4  # i-PI prints 8 decimals
         else:
             assert torque > 1e-2
+
+
+def mts_input(structure, plain, correction, nmts, steps, timestep_fs):
+    """i-PI NVE with two force components on two MTS levels: the correction (outer, slow) and
+    the plain model (inner, fast); `correction` None: one level with the forcefield `plain`."""
+    def socket(name, address):
+        return (f"<ffsocket name='{name}' mode='unix' pbc='false'><address>{address}</address>"
+                f"<latency>1e-5</latency></ffsocket>")
+    if correction is None:
+        fields, forces, levels = socket("full", plain), "<force forcefield='full'/>", ""
+    else:
+        fields = socket("plain", plain) + socket("correction", correction)
+        forces = ("<force forcefield='correction'><mts_weights>[1, 0]</mts_weights></force>"
+                  "<force forcefield='plain'><mts_weights>[0, 1]</mts_weights></force>")
+        levels = f"<nmts>[{nmts[0]}, {nmts[1]}]</nmts>"
+    return f"""<simulation verbosity='low' safe_stride='100000'>
+  <output prefix='sim'>
+    <properties stride='1' filename='out'> [ step, potential{{electronvolt}}, conserved{{electronvolt}} ] </properties>
+  </output>
+  <total_steps>{steps}</total_steps>
+  <prng><seed>7</seed></prng>
+  {fields}
+  <system>
+    <initialize nbeads='1'>
+      <file mode='ase'>{structure}</file>
+      <velocities mode='thermal' units='kelvin'>300</velocities>
+    </initialize>
+    <forces>{forces}</forces>
+    <motion mode='dynamics'>
+      <dynamics mode='nve'>
+        <timestep units='femtosecond'>{timestep_fs}</timestep>{levels}
+      </dynamics>
+    </motion>
+    <ensemble><temperature units='kelvin'>300</temperature></ensemble>
+  </system>
+</simulation>
+"""
+
+
+def test_multiple_time_stepping_driver(tmp_path):
+    """symprobe-ipi --mts-unix: one driver serves i-PI's two MTS levels, the plain model (fast)
+    and grid 2 + inversion minus plain (slow). With nmts [1, 1] the levels add up to the
+    averaged model at every step: the trajectory equals one level served by the averaged model.
+    With nmts [1, 4] (the paper's 0.5/2 fs kind of split) the run conserves its energy."""
+    grid = ("--rotations", "grid", "2", "--inversion")
+    results = {}
+    for label, nmts, timestep in (("one-level", None, 0.5), ("mts-1-1", (1, 1), 0.5), ("mts-1-4", (1, 4), 2.0)):
+        work = tmp_path / label
+        work.mkdir()
+        write_structure(work / "init.xyz", molecules=8, seed=5)
+        procs = Processes(work)
+        try:
+            plain, correction = socket_name("plain"), socket_name("corr")
+            procs.ipi(mts_input("init.xyz", plain, correction if nmts else None, nmts, 20, timestep))
+            wait_socket(plain)
+            extra = ("--mts-unix", correction) if nmts else ()
+            driver = procs.driver("--unix", plain, "--model", "water-orientation", "--structure",
+                                  "init.xyz", *grid, *extra)
+            assert finish(procs.started[0]) == 0, (work / "ipi.log").read_text()[-2000:]
+            assert finish(driver, 30) == 0, driver.log_path.read_text()[-2000:]
+            results[label] = read_properties(work)
+        finally:
+            procs.stop()
+    assert "multiple time stepping" in (tmp_path / "mts-1-1" / "driver.log").read_text()
+    np.testing.assert_allclose(results["mts-1-1"][:, 1], results["one-level"][:, 1], rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(results["mts-1-1"][:, 2], results["one-level"][:, 2], rtol=1e-8, atol=1e-8)
+    conserved = results["mts-1-4"][:, 2]
+    kinetic = 1.5 * 24 * 8.617333e-5 * 300
+    assert np.ptp(conserved) < 0.05 * kinetic
+    assert np.ptp(results["mts-1-4"][:, 1]) > 5 * np.ptp(conserved)
+
+
+def test_multiple_time_stepping_needs_rotations(tmp_path):
+    write_structure(tmp_path / "init.xyz", molecules=8)
+    run = subprocess.run([os.path.join(os.path.dirname(sys.executable), "symprobe-ipi"), "--unix", "x", "--mts-unix", "y",
+                          "--model", "water-reference", "--structure", str(tmp_path / "init.xyz")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "multiple time stepping needs rotations" in run.stderr

@@ -75,7 +75,7 @@ py::array_t<T> to_array(const std::vector<T>& v, std::vector<py::ssize_t> shape)
 }
 
 symprobe::Request request(bool forces, bool virial, bool energies, bool atomic_virials,
-                          bool forces_rms_spread, int64_t step) {
+                          bool forces_rms_spread, int64_t step, bool symmetrize = true) {
     if (step < -1) throw py::value_error("step must be >= 0 (or -1 for the model's own counter)");
     symprobe::Request q;
     q.forces = forces;
@@ -84,6 +84,7 @@ symprobe::Request request(bool forces, bool virial, bool energies, bool atomic_v
     q.atomic_virials = atomic_virials;
     q.forces_rms_spread = forces_rms_spread;
     q.step = step;
+    q.symmetrize = symmetrize;
     return q;
 }
 
@@ -252,11 +253,12 @@ PYBIND11_MODULE(_runtime, m) {
             [](symprobe::Model& model, const py::object& positions, const py::object& numbers,
                const py::object& cell, const py::object& pbc, bool forces, bool virial,
                bool energies, bool atomic_virials, bool forces_rms_spread, int64_t step,
-               const py::object& masses) {
+               const py::object& masses, bool symmetrize) {
                 Geometry g = geometry(positions, cell, pbc);
                 py::ssize_t n = g.positions.shape(0);
                 std::vector<int32_t> z = atomic_numbers(numbers, n);
-                symprobe::Request q = request(forces, virial, energies, atomic_virials, forces_rms_spread, step);
+                symprobe::Request q = request(forces, virial, energies, atomic_virials, forces_rms_spread, step,
+                                              symmetrize);
                 Doubles m = masses_array(masses, n);
                 if (!masses.is_none()) q.masses = m.data();
                 symprobe::Results r;
@@ -270,12 +272,13 @@ PYBIND11_MODULE(_runtime, m) {
             py::arg("positions"), py::arg("numbers"), py::arg("cell") = py::none(),
             py::arg("pbc") = false, py::arg("forces") = true, py::arg("virial") = true,
             py::arg("energies") = false, py::arg("atomic_virials") = false,
-            py::arg("forces_rms_spread") = false, py::arg("step") = -1, py::arg("masses") = py::none())
+            py::arg("forces_rms_spread") = false, py::arg("step") = -1, py::arg("masses") = py::none(),
+            py::arg("symmetrize") = true)
         .def(
             "compute_batch",
             [](symprobe::Model& model, const py::list& positions, const py::object& numbers,
                const py::list& cells, const py::object& pbc, bool forces, bool virial,
-               bool energies, bool atomic_virials, bool forces_rms_spread, int64_t step) {
+               bool energies, bool atomic_virials, bool forces_rms_spread, int64_t step, bool symmetrize) {
                 const size_t b = positions.size();
                 if (cells.size() != b) {
                     throw py::value_error("compute_batch: " + std::to_string(b) + " positions but " +
@@ -298,7 +301,8 @@ PYBIND11_MODULE(_runtime, m) {
                     systems[s].cell = geometries[s].cell.data();
                     systems[s].pbc = geometries[s].pbc.data();
                 }
-                symprobe::Request q = request(forces, virial, energies, atomic_virials, forces_rms_spread, step);
+                symprobe::Request q = request(forces, virial, energies, atomic_virials, forces_rms_spread, step,
+                                              symmetrize);
                 std::vector<symprobe::Results> r;
                 {
                     py::gil_scoped_release release;
@@ -310,7 +314,8 @@ PYBIND11_MODULE(_runtime, m) {
             },
             py::arg("positions"), py::arg("numbers"), py::arg("cells"), py::arg("pbc") = true,
             py::arg("forces") = true, py::arg("virial") = true, py::arg("energies") = false,
-            py::arg("atomic_virials") = false, py::arg("forces_rms_spread") = false, py::arg("step") = -1)
+            py::arg("atomic_virials") = false, py::arg("forces_rms_spread") = false, py::arg("step") = -1,
+            py::arg("symmetrize") = true)
         .def(
             "compute_graph",
             [](symprobe::Model& model, const py::object& numbers, const py::object& centers,

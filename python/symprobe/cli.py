@@ -107,6 +107,10 @@ def md(args) -> int:
                   f"dE_inv={1e3 * record['inversion_spread_eV']:8.3f} meV{spread}")
         frame = atoms.copy()
         frame.calc = atoms.calc
+        if not atoms.pbc.any():  # L about the centre of mass, at full precision
+            x = atoms.positions - atoms.get_center_of_mass()
+            frame.info["angular_momentum_amu_A2_per_ps"] = (
+                np.cross(x, atoms.get_momenta()).sum(0) * (1e3 * units.fs))
         frame.info.update({"step": step, "time_ps": record["time_ps"],
                            "temperature_K": record["temperature_K"], "etot_eV": record["etot_eV"],
                            "thermostat": args.thermostat,

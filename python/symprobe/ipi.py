@@ -54,12 +54,33 @@ class AtomicUnitsEvaluator:
     periodic images: its net torque is defined, and correction torque-free removes it.
     """
 
-    def __init__(self, model, numbers, rotation_energies: bool = False, finite: bool = False):
+    LEVELS = ("full", "plain", "correction")
+
+    def __init__(self, model, numbers, rotation_energies: bool = False, finite: bool = False,
+                 level: str = "full", plain_cache=None):
+        """level (multiple time stepping): "full" evaluates the model with its rotations, "plain"
+        without them (the fast level), "correction" the rotation average minus the plain model
+        (the slow level); plain_cache: a PlainCache shared by the plain and correction levels
+        of one driver, so that the plain evaluation of a slow step is done once."""
+        if level not in self.LEVELS:
+            raise ValueError(f"level must be one of {', '.join(self.LEVELS)}, got '{level}'")
+        if level != "full" and len(model.rotation_weights) == 1 and model.rotations == "none":
+            raise ValueError("multiple time stepping needs rotations (e.g. --rotations grid 2 --inversion): "
+                             "the slow level is their average minus the plain model")
         self.model = model
         self.numbers = np.asarray(numbers, dtype=np.int64)
         model.check_numbers(self.numbers)  # before any connection: a clear error at once
         self.rotation_energies = rotation_energies
         self.pbc = not finite
+        self.level = level
+        self.plain_cache = plain_cache if plain_cache is not None else PlainCache()
+
+    def _compute(self, positions, cells, symmetrize):
+        if len(positions) == 1:
+            return [self.model.compute(positions[0], self.numbers, cells[0], self.pbc,
+                                       forces_rms_spread=symmetrize, symmetrize=symmetrize)]
+        return self.model.compute_batch(positions, self.numbers, cells, self.pbc,
+                                        forces_rms_spread=symmetrize, symmetrize=symmetrize)
 
     def evaluate(self, cells_h, positions_bohr):
         """cells_h: list of 3x3 h (Bohr, lattice vectors as columns); positions_bohr: list of
@@ -71,23 +92,46 @@ class AtomicUnitsEvaluator:
                 raise ProtocolError(f"i-PI sent {len(pos)} atoms but the structure has {n}")
         cells = [np.asarray(h, float).reshape(3, 3).T * BOHR_A for h in cells_h]
         positions = [np.asarray(p, float).reshape(n, 3) * BOHR_A for p in positions_bohr]
-        if len(positions) == 1:
-            results = [self.model.compute(positions[0], self.numbers, cells[0], self.pbc,
-                                          forces_rms_spread=True)]
+        if self.level == "full":
+            results = self._compute(positions, cells, True)
         else:
-            results = self.model.compute_batch(positions, self.numbers, cells, self.pbc,
-                                               forces_rms_spread=True)
+            plain = self.plain_cache.get(positions, cells, lambda: self._compute(positions, cells, False))
+            if self.level == "plain":
+                results = plain
+            else:
+                results = self._compute(positions, cells, True)
+                for r, p in zip(results, plain):
+                    for key in ("energy", "forces", "virial"):
+                        r[key] = r[key] - p[key]
         return [(r["energy"] / HARTREE_EV, r["forces"] * (BOHR_A / HARTREE_EV),
                  r["virial"] / HARTREE_EV, self.extras(r)) for r in results]
 
     def extras(self, r) -> str:
         """Symmetry diagnostics as JSON, units in the key names."""
         out = {"energy_spread_eV": r["energy_spread"], "energy_std_eV": r["energy_std"],
-               "forces_rms_spread_eV_per_A": r["forces_rms_spread"],
                "net_torque_eV": r["net_torque"].tolist()}
+        if "forces_rms_spread" in r:
+            out["forces_rms_spread_eV_per_A"] = r["forces_rms_spread"]
         if self.rotation_energies:
             out["rotation_energies_eV"] = r["rotation_energies"].tolist()
         return json.dumps(out)
+
+
+class PlainCache:
+    """The plain model's results of the last positions, shared by the two levels of multiple
+    time stepping (i-PI asks both at the same positions on a slow step); thread-safe."""
+
+    def __init__(self):
+        import threading
+        self.lock = threading.Lock()
+        self.key, self.results = None, None
+
+    def get(self, positions, cells, evaluate):
+        key = b"".join(np.ascontiguousarray(a).tobytes() for a in (*positions, *cells))
+        with self.lock:
+            if key != self.key:
+                self.results, self.key = evaluate(), key
+            return [dict(r) for r in self.results]
 
 
 class Connection:
@@ -228,6 +272,12 @@ def main(argv=None) -> int:
     p.add_argument("--structure", required=True,
                    help="structure file (any ASE format) giving the elements in i-PI's atom order")
     add_option_arguments(p)
+    mts = p.add_mutually_exclusive_group()
+    mts.add_argument("--mts-unix", metavar="NAME",
+                     help="multiple time stepping: the main socket serves the plain model (i-PI's "
+                          "fast level), this unix socket the rotation average minus the plain model "
+                          "(the slow level); one model load")
+    mts.add_argument("--mts-inet", metavar="HOST:PORT", help="the slow level's TCP socket")
     p.add_argument("--finite", action="store_true",
                    help="a finite system (a gas-phase molecule in i-PI's box): no periodic images, "
                         "so that its net torque is defined (and removed by --correction torque-free)")
@@ -245,25 +295,62 @@ def main(argv=None) -> int:
         atoms = ase.io.read(args.structure, index=0)
         model = load_model(args.model, **options_from_arguments(args))
         # everything that can be checked is checked before waiting for i-PI
-        evaluator = AtomicUnitsEvaluator(model, atoms.numbers, args.rotation_energies, args.finite)
-        sock = connect(args.unix, args.inet, args.sockets_prefix, args.connect_timeout)
+        multiple = args.mts_unix is not None or args.mts_inet is not None
+        cache = PlainCache()
+        evaluators = [AtomicUnitsEvaluator(model, atoms.numbers, args.rotation_energies, args.finite,
+                                           "plain" if multiple else "full", cache)]
+        if multiple:
+            evaluators.append(AtomicUnitsEvaluator(model, atoms.numbers, args.rotation_energies,
+                                                   args.finite, "correction", cache))
+        sockets = [connect(args.unix, args.inet, args.sockets_prefix, args.connect_timeout)]
+        if multiple:
+            sockets.append(connect(args.mts_unix, args.mts_inet, args.sockets_prefix, args.connect_timeout))
     except (ValueError, OSError, RuntimeError, ase.io.formats.UnknownFileTypeError) as error:
         print(f"symprobe-ipi: error: {error}", file=sys.stderr)
         return 2
+    levels = (f", multiple time stepping: plain model on the first socket, ({model.rotations}) minus "
+              f"plain on the second" if multiple else "")
     print(f"symprobe-ipi: connected ({model.rotations}), {len(atoms)} atoms"
-          f"{', a finite system' if args.finite else ''}", flush=True)
-    try:
-        serve(Connection(sock), evaluator)
-        print("symprobe-ipi: EXIT received", flush=True)
-        return 0
-    except (ServerGone, ConnectionError) as error:
-        print(f"symprobe-ipi: error: i-PI is gone ({error})", file=sys.stderr)
-        return 1
-    except (ProtocolError, ValueError, RuntimeError) as error:
-        print(f"symprobe-ipi: error: {error}", file=sys.stderr)
-        return 1
-    finally:
+          f"{', a finite system' if args.finite else ''}{levels}", flush=True)
+    return serve_all(sockets, evaluators)
+
+
+def serve_all(sockets, evaluators) -> int:
+    """Serves each connection with its evaluator, one thread each when there are several;
+    the exit status of the first that fails, else 0 once all received EXIT."""
+    import threading
+    statuses = [None] * len(sockets)
+
+    def one(k):
+        try:
+            serve(Connection(sockets[k]), evaluators[k])
+            statuses[k] = 0
+        except (ServerGone, ConnectionError) as error:
+            print(f"symprobe-ipi: error: i-PI is gone ({error})", file=sys.stderr)
+            statuses[k] = 1
+        except (ProtocolError, ValueError, RuntimeError) as error:
+            print(f"symprobe-ipi: error: {error}", file=sys.stderr)
+            statuses[k] = 1
+        if statuses[k] != 0:
+            # a failed level ends the run: the other waits for an i-PI that no longer steps
+            for other in sockets:
+                try:
+                    other.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    threads = [threading.Thread(target=one, args=(k,), daemon=True) for k in range(1, len(sockets))]
+    for t in threads:
+        t.start()
+    one(0)
+    for t in threads:
+        t.join()
+    for sock in sockets:
         sock.close()
+    status = max(s if s is not None else 1 for s in statuses)
+    if status == 0:
+        print("symprobe-ipi: EXIT received", flush=True)
+    return status
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ class Model(_runtime.Model):
 
     compute(positions [N,3] A, numbers [N], cell [3,3] A or None, pbc, forces=True,
     virial=True, energies=False, atomic_virials=False, forces_rms_spread=False, step=-1,
-    masses=None)
+    masses=None, symmetrize=True)
     returns a dict with energy (eV), energies [N] (eV), forces [N,3] (eV/A), virial [3,3] (eV,
     W = -sum_e r_e (x) dE/dr_e), atomic_virials [N,3,3] (eV), and the symmetry diagnostics:
     rotation_energies [G] (eV), energy_std, energy_spread (eV), net_force [3] (eV/A),
@@ -66,7 +66,8 @@ class Model(_runtime.Model):
     is the weighted rotational average. `step` is the MD step: random rotations are drawn from
     (seed, step); -1 uses the model's counter `rotation_step`, which advances after every
     successful evaluation in random modes. `masses` [N] (amu) weight the option correction
-    torque-free (default: standard atomic weights).
+    torque-free (default: standard atomic weights). symmetrize=False evaluates the plain model
+    whatever the option rotations (the fast level of multiple time stepping).
     """
 
     @property

@@ -249,6 +249,9 @@ struct Request {
     // [N] amu, optional: the masses that weight the torque-free correction (the integrator's;
     // default: standard atomic weights of the elements). compute() and compute_graph() only.
     const double* masses = nullptr;
+    // false: the plain model, whatever the option rotations (the fast level of multiple time
+    // stepping, docs/probing.md); its diagnostics are those of one copy
+    bool symmetrize = true;
 };
 
 // Symmetry-breaking diagnostics; all but forces_rms_spread cost nothing extra.

@@ -226,16 +226,22 @@ def thermo(run, n_blocks):
 
 
 def angular_momentum(run):
-    """L(t) about the centre of mass (amu A^2/ps, from the frames' momenta) and the model's net
-    torque (eV, symprobe md's net_torque_eV), of a non-periodic run."""
+    """L(t) about the centre of mass (amu A^2/ps: symprobe md's record, else from the frames'
+    momenta) and the model's net torque (eV, symprobe md's net_torque_eV), of a non-periodic
+    run."""
     from ase import units
     out = {"t_ps": run.times.tolist()}
-    if all(a.has("momenta") for a in run.frames):
+    key = "angular_momentum_amu_A2_per_ps"  # symprobe md's, at full precision
+    ell = None
+    if all(key in a.info for a in run.frames):
+        ell = np.array([a.info[key] for a in run.frames], float)
+    elif all(a.has("momenta") for a in run.frames):
         ell = []
         for a in run.frames:
             x = a.positions - a.get_center_of_mass()
             ell.append(np.cross(x, a.get_momenta()).sum(0) * 1e3 * units.fs)
         ell = np.array(ell)
+    if ell is not None:
         out["L_amu_A2_per_ps"] = ell.tolist()
         out["L_norm"] = np.linalg.norm(ell, axis=1).tolist()
         out["L_change"] = float(np.linalg.norm(ell[-1] - ell[0]))
