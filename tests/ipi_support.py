@@ -47,8 +47,16 @@ def forcefield_xml(name, address, mode="unix", port=None, batch_size=1, rotation
             f"{inner}</ffrotations>")
 
 
-def input_xml(structure, forcefield, steps=10, beads=1, seed=31415, stride=1):
-    """stride: steps between outputs (benchmarks write none: i-PI's extxyz output costs ms)."""
+def input_xml(structure, forcefield, steps=10, beads=1, seed=31415, stride=1, forces=None, dynamics=None):
+    """stride: steps between outputs (benchmarks write none: i-PI's extxyz output costs ms);
+    forces, dynamics: the <forces> and <dynamics> elements' contents when not the one
+    forcefield's force and NVT with a Langevin thermostat at 0.5 fs."""
+    if forces is None:
+        name = forcefield.split("name='")[1].split("'")[0]
+        forces = f"<force forcefield='{name}'/>"
+    if dynamics is None:
+        dynamics = ("<dynamics mode='nvt'><timestep units='femtosecond'>0.5</timestep>"
+                    "<thermostat mode='langevin'><tau units='femtosecond'>100</tau></thermostat></dynamics>")
     return f"""<simulation verbosity='low' safe_stride='100000'>
   <output prefix='sim'>
     <properties stride='{stride}' filename='out'> [ step, potential{{electronvolt}}, conserved{{electronvolt}} ] </properties>
@@ -63,13 +71,8 @@ def input_xml(structure, forcefield, steps=10, beads=1, seed=31415, stride=1):
       <file mode='ase'>{structure}</file>
       <velocities mode='thermal' units='kelvin'>300</velocities>
     </initialize>
-    <forces><force forcefield='{forcefield.split("name='")[1].split("'")[0]}'/></forces>
-    <motion mode='dynamics'>
-      <dynamics mode='nvt'>
-        <timestep units='femtosecond'>0.5</timestep>
-        <thermostat mode='langevin'><tau units='femtosecond'>100</tau></thermostat>
-      </dynamics>
-    </motion>
+    <forces>{forces}</forces>
+    <motion mode='dynamics'>{dynamics}</motion>
     <ensemble><temperature units='kelvin'>300</temperature></ensemble>
   </system>
 </simulation>

@@ -488,28 +488,8 @@ def mts_input(structure, plain, correction, nmts, steps, timestep_fs):
         forces = ("<force forcefield='correction'><mts_weights>[1, 0]</mts_weights></force>"
                   "<force forcefield='plain'><mts_weights>[0, 1]</mts_weights></force>")
         levels = f"<nmts>[{nmts[0]}, {nmts[1]}]</nmts>"
-    return f"""<simulation verbosity='low' safe_stride='100000'>
-  <output prefix='sim'>
-    <properties stride='1' filename='out'> [ step, potential{{electronvolt}}, conserved{{electronvolt}} ] </properties>
-  </output>
-  <total_steps>{steps}</total_steps>
-  <prng><seed>7</seed></prng>
-  {fields}
-  <system>
-    <initialize nbeads='1'>
-      <file mode='ase'>{structure}</file>
-      <velocities mode='thermal' units='kelvin'>300</velocities>
-    </initialize>
-    <forces>{forces}</forces>
-    <motion mode='dynamics'>
-      <dynamics mode='nve'>
-        <timestep units='femtosecond'>{timestep_fs}</timestep>{levels}
-      </dynamics>
-    </motion>
-    <ensemble><temperature units='kelvin'>300</temperature></ensemble>
-  </system>
-</simulation>
-"""
+    dynamics = f"<dynamics mode='nve'><timestep units='femtosecond'>{timestep_fs}</timestep>{levels}</dynamics>"
+    return input_xml(structure, fields, steps=steps, seed=7, forces=forces, dynamics=dynamics)
 
 
 def test_multiple_time_stepping_driver(tmp_path):
