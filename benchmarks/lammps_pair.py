@@ -51,10 +51,6 @@ run {steps}
         # LAMMPS's timing breakdown of the last run: average seconds per step of each section
         sections = {m[0].lower(): float(m[1]) / steps
                     for m in re.findall(r"^(Pair|Neigh|Comm|Modify|Output|Other)\s*\|\s*\S+\s*\|\s*(\S+)", out, re.M)}
-        # CPU seconds per step of the run (LAMMPS's "% CPU use" of the loop): robust to a
-        # shared machine's stolen time, which wall time is not
-        cpu_use = [float(m) for m in re.findall(r"^(\S+)% CPU use", out, re.M)][-1]
-        sections["cpu"] = loop / steps * cpu_use / 100.0
         return loop / steps, [int(g) for g in graph.groups()] if graph else None, sections
 
 
@@ -76,7 +72,6 @@ def main():
         for ranks in args.ranks:
             seconds, graph, sections = lammps_seconds_per_step(args.model, atoms, max(10, args.steps // rep ** 2), ranks)
             row[f"lammps_{ranks}rank_ms"] = 1e3 * seconds
-            row[f"lammps_{ranks}rank_cpu_ms"] = 1e3 * sections.pop("cpu")
             row[f"sections_{ranks}rank_ms"] = {k: 1e3 * v for k, v in sections.items()}
             if graph:
                 row[f"graph_{ranks}rank"] = dict(zip(["local", "remote_centres", "remote_neighbours"], graph))

@@ -6,8 +6,7 @@ float32, untrained weights), 1 torch thread, water of 192 and 1536 atoms:
   stage) against metatomic-ase's `SymmetrizedCalculator(l_max=2)` (60 rotations with
   inversion, all in one batch, plus one plain evaluation), per evaluation and per rotation;
 - LAMMPS (1 rank, fix nve, list every 10 steps) per step against one `model.compute`, each in
-  a fresh process of its own (5 evaluations of warm-up, then the timed ones), in wall and in
-  CPU seconds (the CPU time is what a shared machine does not steal).
+  a fresh process of its own (5 evaluations of warm-up, then the timed ones).
 The two sides of each pair are timed in alternation (medians); LAMMPS runs alternate with
 rounds of core calls.
 
@@ -66,35 +65,30 @@ model = symprobe.load_model(sys.argv[2], threads=1)
 x, z, cell = atoms.positions, atoms.numbers, atoms.cell.array
 for _ in range(int(sys.argv[3])):  # as LAMMPS's first run
     model.compute(x, z, cell, True)
-started, cpu = time.perf_counter(), time.process_time()
+started = time.perf_counter()
 for _ in range(int(sys.argv[4])):
     model.compute(x, z, cell, True)
-print((time.perf_counter() - started) / int(sys.argv[4]), (time.process_time() - cpu) / int(sys.argv[4]))
+print((time.perf_counter() - started) / int(sys.argv[4]))
 """
 
 
 def lammps_against_core(path, atoms, steps, rounds):
-    """LAMMPS seconds per step and the core's seconds per call, wall and CPU, each in a fresh
-    process of its own (the same warm-up of 5 evaluations, then `steps` timed ones), in
-    alternating rounds; medians over the rounds."""
+    """LAMMPS seconds per step and the core's seconds per call, each in a fresh process of its
+    own (the same warm-up of 5 evaluations, then `steps` timed ones), in alternating rounds;
+    medians over the rounds."""
     import subprocess
     import sys
-    lammps, core, lammps_cpu, core_cpu, sections = [], [], [], [], None
+    lammps, core, sections = [], [], None
     with tempfile.TemporaryDirectory() as tmp:
         structure = str(Path(tmp) / "structure.xyz")
         atoms.write(structure)
         for _ in range(rounds):
             seconds, _, sections = lammps_seconds_per_step(path, atoms, steps, 1)
             lammps.append(seconds)
-            lammps_cpu.append(sections.pop("cpu"))
             out = subprocess.run([sys.executable, "-c", CORE_STEPS, structure, path, "5", str(steps)],
                                  capture_output=True, text=True, check=True).stdout
-            wall, cpu = (float(v) for v in out.split()[-2:])
-            core.append(wall)
-            core_cpu.append(cpu)
-    return ({"lammps_ms": 1e3 * np.median(lammps), "core_ms": 1e3 * np.median(core),
-             "lammps_cpu_ms": 1e3 * np.median(lammps_cpu), "core_cpu_ms": 1e3 * np.median(core_cpu)},
-            sections)
+            core.append(float(out.split()[-1]))
+    return {"lammps_ms": 1e3 * np.median(lammps), "core_ms": 1e3 * np.median(core)}, sections
 
 
 def main():
@@ -132,7 +126,6 @@ def main():
                 times, sections = lammps_against_core(path, atoms, steps, args.rounds)
                 rows["lammps"].append({"atoms": len(atoms), **{k: float(v) for k, v in times.items()},
                                        "lammps_over_core": float(times["lammps_ms"] / times["core_ms"]),
-                                       "lammps_over_core_cpu": float(times["lammps_cpu_ms"] / times["core_cpu_ms"]),
                                        "steps": steps, "rounds": args.rounds,
                                        "sections_ms": {k: 1e3 * v for k, v in sections.items()}})
                 print(rows["lammps"][-1], flush=True)
