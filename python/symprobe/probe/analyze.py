@@ -280,8 +280,22 @@ def orientation_map(axes, bins=(10, 12)):
     free[~np.isfinite(free)] = np.nan
     return {"cos_theta_edges": ce.tolist(), "phi_edges": pe.tolist(), "counts": counts.tolist(),
             "F_kT": np.where(np.isnan(free), None, free).tolist(),
-            # chi^2 per bin of the counts against a uniform distribution: ~1 when flat
+            # chi^2 per bin of the counts against a uniform distribution: ~1 when flat, for
+            # independent samples (frames of one trajectory are correlated: see `orientation`)
             "chi2_per_bin": float(((counts - expected) ** 2 / expected).sum() / (counts.size - 1))}
+
+
+def orientation(run, n_blocks):
+    """The orientation map of all frames' water axes, and the mean axis <u> with the standard
+    error of its block means: a preferred lab-frame orientation shows as <u> away from zero
+    beyond its error, which (unlike a chi^2 of the map) accounts for correlated frames."""
+    per_frame = [molecular_axes(a) for a in run.frames]
+    out = orientation_map(np.concatenate(per_frame))
+    means = np.array([np.concatenate([per_frame[k] for k in block]).mean(0)
+                      for block in blocks(len(per_frame), n_blocks)])
+    out["mean_axis"] = means.mean(0).tolist()
+    out["mean_axis_sem"] = (means.std(0, ddof=1) / np.sqrt(len(means))).tolist() if len(means) > 1 else [float("nan")] * 3
+    return out
 
 
 def differences(runs_values, key_name):
@@ -317,8 +331,7 @@ def analyze(runs, n_blocks=5) -> dict:
         report["angular"] = {r.label: angular_momentum(r) for r in finite}
     water = [r for r in runs if set(np.unique(r.frames[0].numbers)) <= {1, 8} and (r.frames[0].numbers == 8).any()]
     if water and finite:
-        report["orientation"] = {r.label: orientation_map(np.concatenate([molecular_axes(a) for a in r.frames]))
-                                 for r in water if not r.periodic}
+        report["orientation"] = {r.label: orientation(r, n_blocks) for r in water if not r.periodic}
     return report
 
 
@@ -354,8 +367,12 @@ def summary(report) -> str:
                               if "mean_torque_eV" in v}, "mean |torque| (eV)")
     if "orientation" in report:
         for k, v in report["orientation"].items():
-            found.append(f"- orientation of {k}: chi^2 per bin against a uniform distribution "
-                         f"{v['chi2_per_bin']:.3g} (about 1 when flat)")
+            u, e = np.array(v["mean_axis"]), np.array(v["mean_axis_sem"])
+            preferred = bool(np.any(np.abs(u) > 2 * e))
+            found.append(f"- orientation of {k}: mean axis <u> = ({u[0]:+.3f}, {u[1]:+.3f}, {u[2]:+.3f}) "
+                         f"+- ({e[0]:.3f}, {e[1]:.3f}, {e[2]:.3f}): "
+                         + ("a preferred orientation (beyond 2 standard errors)" if preferred
+                            else "no preferred orientation within 2 standard errors"))
     lines += found or ["- nothing to compare"]
     return "\n".join(lines) + "\n"
 
