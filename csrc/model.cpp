@@ -93,6 +93,9 @@ struct Model::Impl {
     std::vector<bool> allowed;  // allowed[Z]
     std::optional<detail::Symmetrizer> symmetrizer;
     std::optional<detail::Symmetrizer> plain_stage;  // requests with symmetrize = false
+    detail::BatchTuner batch_tuner;  // structures per model call when options.batch = 0
+    uint64_t rotation_step = 0;  // the step of requests without one (random modes)
+    std::mutex mutex;            // a Model has state (Verlet list, step counter, chunk tuner)
 
     // The symmetrisation stage of a request: the options' rotations, or the plain model.
     detail::Symmetrizer& stage(const Request& request) {
@@ -100,9 +103,6 @@ struct Model::Impl {
         if (!plain_stage) plain_stage.emplace(RotationOptions{}, device, dtype, path);
         return *plain_stage;
     }
-    detail::BatchTuner batch_tuner;  // structures per model call when options.batch = 0
-    uint64_t rotation_step = 0;  // the step of requests without one (random modes)
-    std::mutex mutex;            // a Model has state (Verlet list, step counter, chunk tuner)
 
     Impl(const std::string& path_, const ModelOptions& options_)
         : path(resolve_model_path(path_)), options(options_), verlet(1.0, 0.0, 1) {

@@ -343,3 +343,26 @@ def test_analyze_command_overlays_runs(tmp_path, capsys, reference_path):
     assert "already holds" in capsys.readouterr().err
     assert cli(["analyze", str(tmp_path / "plain.xyz"), "--labels", "a", "b"]) == 2
     assert "2 labels for 1 trajectories" in capsys.readouterr().err
+
+
+# --- multiple time stepping: plain requests of a symmetrised model ----------------------------
+
+def test_plain_requests_of_a_symmetrised_model(water_190, reference_path):
+    """symmetrize=False (the fast MTS level) evaluates the plain model through a model loaded
+    with rotations, without advancing its random-rotation counter."""
+    atoms = water_190[0]
+    args = (atoms.positions, atoms.numbers, atoms.cell.array, True)
+    path = reference_path("water-orientation")
+    plain = symprobe.load_model(path).compute(*args)
+    grid = symprobe.load_model(path, rotations="grid 2", inversion=True)
+    fast = grid.compute(*args, symmetrize=False)
+    assert fast["energy"] == pytest.approx(plain["energy"], abs=1e-10)
+    np.testing.assert_allclose(fast["forces"], plain["forces"], atol=1e-10)
+    np.testing.assert_allclose(fast["virial"], plain["virial"], atol=1e-10)
+    assert len(fast["rotation_energies"]) == 1
+    assert abs(grid.compute(*args)["energy"] - plain["energy"]) > 1e-3
+    random = symprobe.load_model(path, rotations="random", seed=3)
+    random.compute(*args, symmetrize=False)
+    assert random.rotation_step == 0
+    random.compute(*args)
+    assert random.rotation_step == 1

@@ -1,8 +1,10 @@
 """i-PI socket driver: `symprobe-ipi --unix NAME --model MODEL --structure FILE ...`.
 
 MODEL is a model file or a bundled model name (e.g. water-pet); the rotation and runtime flags
-(--rotations, --inversion, --randomize, --seed, --chunk, --skin, --threads, --device) come from
-the core's option table and are checked by the core. The structure's elements are checked
+(--rotations, --inversion, --randomize, --seed, --chunk, --skin, --threads, --device,
+--correction, ...) come from the core's option table and are checked by the core. --finite
+evaluates a gas-phase structure without periodic images; --mts-unix/--mts-inet serve i-PI's two
+levels of multiple time stepping (plain model; average minus plain) from one process. The structure's elements are checked
 against the model before connecting, so a bad model, option or structure is an error (status 2)
 at once. The driver then retries for --connect-timeout seconds while i-PI starts (status 2 when
 it gives up); a unix socket file that keeps refusing connections for a few seconds is a stale
