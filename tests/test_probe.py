@@ -156,6 +156,12 @@ def test_torque_free_forces_equal_the_mass_weighted_projection(atoms, reference_
     # default masses: the standard atomic weights
     np.testing.assert_allclose(model.compute(x, atoms.numbers, None, False)["forces"],
                                projected(raw["forces"], x, atoms.get_masses()), rtol=0, atol=1e-10)
+    # composed with rotations: the projection of the averaged forces
+    grid = symprobe.load_model(path, rotations="grid 2", inversion=True)
+    grid_free = symprobe.load_model(path, rotations="grid 2", inversion=True, correction="torque-free")
+    averaged = grid.compute(x, atoms.numbers, None, False)["forces"]
+    np.testing.assert_allclose(grid_free.compute(x, atoms.numbers, None, False, masses=masses)["forces"],
+                               projected(averaged, x, masses), rtol=0, atol=1e-10)
 
 
 def test_torque_free_on_a_periodic_system_symmetrizes_the_virial(water_190, reference_path):
