@@ -372,3 +372,26 @@ def test_plain_requests_of_a_symmetrised_model(water_190, reference_path):
     assert random.rotation_step == 0
     random.compute(*args)
     assert random.rotation_step == 1
+
+
+def test_ipi_xyz_trajectories_are_read_with_their_cell_and_units(tmp_path):
+    """i-PI's own xyz output: the cell from the CELL(abcABC) comment, Angstrom or Bohr as the
+    comment says; analyze reads it like any trajectory."""
+    from symprobe.probe.analyze import read_trajectory
+    bohr = 0.52917721090
+    lines = []
+    for step, unit in ((0, "angstrom"), (10, "atomic_unit")):
+        scale = 1.0 if unit == "angstrom" else 1.0 / bohr
+        lines += ["2", f"# CELL(abcABC):   {10 * scale:.8f}  {11 * scale:.8f}  {12 * scale:.8f}  90.00000  "
+                  f"90.00000  90.00000  Step: {step}  Bead: 0 positions{{{unit}}}  cell{{{unit}}}",
+                  f"O {1.0 * scale:.8f} {2.0 * scale:.8f} {3.0 * scale:.8f}",
+                  f"H {1.5 * scale:.8f} {2.0 * scale:.8f} {3.0 * scale:.8f}"]
+    path = tmp_path / "sim.pos_0.xyz"
+    path.write_text("\n".join(lines) + "\n")
+    frames = read_trajectory(str(path))
+    assert len(frames) == 2
+    for frame in frames:
+        np.testing.assert_allclose(frame.positions, [[1.0, 2.0, 3.0], [1.5, 2.0, 3.0]], atol=1e-7)
+        np.testing.assert_allclose(frame.cell.lengths(), [10.0, 11.0, 12.0], atol=1e-7)
+        assert frame.pbc.all() and list(frame.get_chemical_symbols()) == ["O", "H"]
+    assert [f.info["step"] for f in frames] == [0, 10]
