@@ -632,3 +632,27 @@ print "L1 $(v_lx:%.17g) $(v_ly:%.17g) $(v_lz:%.17g)"
     assert change_plain > 1e3 * change_free, (change_plain, change_free)
     _, out = run_lammps(tmp_path, script("correction torque-free", 0), ranks=2, check=False)
     assert "correction torque-free of a non-periodic system runs on one rank only" in out
+
+
+def test_dump_read_by_symprobe_analyze(tmp_path):
+    """A LAMMPS dump with an element column (as docs/probing.md says to write it) through
+    `symprobe analyze`: every frame read with its box, the O-H bond peak where the reference
+    model puts it, times from --frame-time."""
+    import json
+    from symprobe.cli import main as cli
+    write_data(water_box(27, seed=3), tmp_path / "data.lmp")
+    body = header(bundled_path("water-reference")) + """velocity all create 300 1
+fix nve all nve
+timestep 0.0005
+dump d all custom 5 traj.dump id element x y z
+dump_modify d element O H sort id
+run 20
+"""
+    run_lammps(tmp_path, body)
+    assert cli(["analyze", str(tmp_path / "traj.dump"), "--frame-time", "0.0025",
+                "--output", str(tmp_path / "analysis")]) == 0
+    report = json.loads((tmp_path / "analysis" / "rdf.json").read_text())
+    assert report["runs"]["traj"]["frames"] == 5 and report["runs"]["traj"]["atoms"] == 81
+    assert 0.9 < report["rdf"]["traj"]["H-O"]["first_peak_A"] < 1.05
+    msd = json.loads((tmp_path / "analysis" / "msd.json").read_text())["msd"]["traj"]["O"]
+    np.testing.assert_allclose(msd["t_ps"], 0.0025 * np.arange(5))
