@@ -175,35 +175,39 @@ def unwrapped(frames):
     return np.array(out)
 
 
+def msd_curve(xs, t, max_lags=100):
+    """Lag times (ps) and the MSD (A^2) of positions xs [F, N, 3] averaged over all time
+    origins, at up to max_lags lags from 0 to F // 2 (frames evenly spaced in time)."""
+    n = len(xs)
+    lags = np.unique(np.linspace(0, n // 2, min(max_lags, n // 2 + 1)).astype(int))
+    msd = np.array([((xs[lag:] - xs[:n - lag]) ** 2).sum(-1).mean() if lag else 0.0 for lag in lags])
+    return t[lags] - t[0], msd
+
+
+def diffusion_coefficient(lag_times, msd):
+    """D (A^2/ps) from MSD = 6 D t fitted over the second half of the lags (past the ballistic
+    regime); NaN with fewer than 4 lags."""
+    half = slice(len(lag_times) // 2, len(lag_times))
+    if len(lag_times) < 4 or lag_times[half][-1] <= lag_times[half][0]:
+        return float("nan")
+    return float(np.polyfit(lag_times[half], msd[half], 1)[0] / 6.0)
+
+
 def mean_squared_displacement(run, n_blocks):
+    """Per element: the MSD curve of the whole run and D, with the standard error of D over
+    blocks of the run (each block's own MSD and fit)."""
     from ase.data import chemical_symbols
     x = unwrapped(run.frames)
-    t = run.times - run.times[0]
-    n = len(x)
     out = {}
     for z in sorted(set(int(v) for v in run.frames[0].numbers)):
-        sel = run.frames[0].numbers == z
-        xs = x[:, sel]
-        lags = np.arange(n)
-        msd = np.array([((xs[lag:] - xs[:n - lag]) ** 2).sum(-1).mean() if lag else 0.0 for lag in lags])
-        # D from the second half of the lags (past the ballistic regime), MSD = 6 D t, and its
-        # error from the same fit in each block of the run
-        def diffusion(ts, m):
-            half = slice(len(ts) // 2, len(ts))
-            if len(ts) < 4 or ts[half][-1] <= ts[half][0]:
-                return float("nan")
-            return float(np.polyfit(ts[half], m[half], 1)[0] / 6.0)
-
-        per_block = []
-        for block in blocks(n, n_blocks):
-            b = xs[list(block)]
-            m = len(b)
-            mb = np.array([((b[lag:] - b[:m - lag]) ** 2).sum(-1).mean() if lag else 0.0 for lag in range(m)])
-            per_block.append(diffusion(t[:m], mb))
+        xs = x[:, run.frames[0].numbers == z]
+        lag_times, msd = msd_curve(xs, run.times)
+        per_block = [diffusion_coefficient(*msd_curve(xs[list(b)], run.times[list(b)]))
+                     for b in blocks(len(xs), n_blocks)]
         finite = [d for d in per_block if np.isfinite(d)]
-        out[chemical_symbols[z]] = {"t_ps": t.tolist(), "msd_A2": msd.tolist(),
-                                    "D_A2_per_ps": diffusion(t, msd),
-                                    "D_sem": mean_sem(finite)[1] if finite else float("nan")}
+        out[chemical_symbols[z]] = {"t_ps": lag_times.tolist(), "msd_A2": msd.tolist(),
+                                    "D_A2_per_ps": diffusion_coefficient(lag_times, msd),
+                                    "D_sem": mean_sem(finite)[1] if len(finite) > 1 else float("nan")}
     return out
 
 
