@@ -106,6 +106,12 @@ def test_error_command_rejects_bad_input(tmp_path, capsys, water_190, reference_
     ase.io.write(carbon, Atoms("CO", positions=[[0, 0, 0], [1.2, 0, 0]]))
     assert main(["error", str(carbon), "--model", reference_path("water-reference")]) == 2
     assert "frame 0:" in capsys.readouterr().err
+    unknown = tmp_path / "frames.unknown"
+    unknown.write_text("not a structure\n")
+    assert main(["error", str(unknown)]) == 2
+    assert "symprobe error: error:" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "missing.xyz")]) == 2
+    assert "missing.xyz" in capsys.readouterr().err
 
 
 # --- the torque-free correction ---------------------------------------------------------------

@@ -171,7 +171,7 @@ def summarize(records, args, n_atoms, wall, output) -> None:
 def error_command(args) -> int:
     import ase.io
 
-    from .probe.error import rotational_error, select_frames, write_report
+    from .probe.error import markdown_table, rotational_error, select_frames, write_report
 
     frames = ase.io.read(args.data, index=":")  # the file is only read
     indices = select_frames(args.frames, len(frames))
@@ -184,7 +184,6 @@ def error_command(args) -> int:
                               options=options, progress=True)
     report = {"model": args.model, "data": args.data, "frames": indices, **report}
     paths = write_report(report, args.output)
-    from .probe.error import markdown_table
     print(markdown_table(report))
     print(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
     return 0
@@ -267,17 +266,13 @@ def main(argv=None) -> int:
     a.add_argument("--frame-time", type=float, default=None,
                    help="ps between frames, where the frames carry no time_ps")
     args = parser.parse_args(argv)
-    if args.command == "analyze":
+    from ase.io.formats import UnknownFileTypeError
+    bad_input = (ValueError, OSError, RuntimeError, UnknownFileTypeError)  # a message, no traceback
+    if args.command in ("analyze", "error"):
         try:
-            return analyze_command(args)
-        except (ValueError, OSError) as exc:
-            print(f"symprobe analyze: error: {exc}", file=sys.stderr)
-            return 2
-    if args.command == "error":
-        try:
-            return error_command(args)
-        except (ValueError, OSError, RuntimeError) as exc:
-            print(f"symprobe error: error: {exc}", file=sys.stderr)
+            return analyze_command(args) if args.command == "analyze" else error_command(args)
+        except bad_input as exc:
+            print(f"symprobe {args.command}: error: {exc}", file=sys.stderr)
             return 2
     if args.command == "train":
         from .training.train import train
@@ -293,7 +288,7 @@ def main(argv=None) -> int:
         parser.error("--steps must be >= 0, --interval >= 1 and --timestep > 0")
     try:
         return md(args)
-    except (ValueError, OSError, RuntimeError) as error:  # bad input: a message, no traceback
+    except bad_input as error:
         print(f"symprobe md: error: {error}", file=sys.stderr)
         return 2
 
