@@ -270,6 +270,9 @@ def test_probing_commands(tmp_path):
     assert gas["runs"]["torque-free"]["L_norm"][-1] < 1e-9 < gas["runs"]["plain"]["L_norm"][-1]
     angular = json.loads((work / "analysis-molecule" / "angular.json").read_text())["angular"]
     assert angular["torque-free"]["L_change"] < 1e-6 < angular["plain"]["L_change"]
+    ice = json.loads((work / "ice-quick.json").read_text())
+    assert [c["atoms"] for c in ice["cells"]] == [288, 288]
+    assert all(c["plain_converged"] for c in ice["cells"])
     paper = json.loads((work / "paper-table.json").read_text())
     assert paper["test_errors"]["rows"][0]["energy_meV_per_frame"] == pytest.approx(5.07, abs=0.01)
 
@@ -310,3 +313,5 @@ NOT_RUN_HERE[("docs/probing.md", 3)] = ("the NVT orientation runs: 10 ps each, m
                                         "commands at 200 steps run in test_probing_commands")
 NOT_RUN_HERE[("docs/probing.md", 4)] = ("the table's run on the labelled frames: 7 minutes of CPU; the "
                                         "same command on fewer frames runs in test_probing_commands")
+NOT_RUN_HERE[("docs/probing.md", 5)] = ("the ice run: 9 cells, 3 minutes of CPU; the same script on 2 cells "
+                                        "runs in test_probing_commands")
