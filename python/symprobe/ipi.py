@@ -319,7 +319,7 @@ def main(argv=None) -> int:
 
 def serve_all(sockets, evaluators) -> int:
     """Serves each connection with its evaluator, one thread each when there are several;
-    the exit status of the first that fails, else 0 once all received EXIT."""
+    status 1 if any connection failed, else 0 once all received EXIT."""
     import threading
     statuses = [None] * len(sockets)
 
@@ -327,7 +327,7 @@ def serve_all(sockets, evaluators) -> int:
         try:
             serve(Connection(sockets[k]), evaluators[k])
             statuses[k] = 0
-        except (ServerGone, ConnectionError) as error:
+        except (ServerGone, OSError) as error:  # OSError: the socket, closed or reset
             print(f"symprobe-ipi: error: i-PI is gone ({error})", file=sys.stderr)
             statuses[k] = 1
         except (ProtocolError, ValueError, RuntimeError) as error:
