@@ -655,4 +655,4 @@ run 20
     assert report["runs"]["traj"]["frames"] == 5 and report["runs"]["traj"]["atoms"] == 81
     assert 0.9 < report["rdf"]["traj"]["H-O"]["first_peak_A"] < 1.05
     msd = json.loads((tmp_path / "analysis" / "msd.json").read_text())["msd"]["traj"]["O"]
-    np.testing.assert_allclose(msd["t_ps"], 0.0025 * np.arange(5))
+    np.testing.assert_allclose(msd["t_ps"], 0.0025 * np.arange(3))  # lags up to half the run
