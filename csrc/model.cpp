@@ -862,9 +862,10 @@ Results Model::compute_graph(const Graph& g, const Request& request) {
             }
         }
     }
-    if (impl_->options.torque_free && (!g.positions || !g.pbc)) {
-        throw Error(Error::InvalidInput, "correction torque-free: the graph needs the positions and "
-                                         "the periodicity of its atoms");
+    if (impl_->options.torque_free &&
+        (!g.pbc || (!(g.pbc[0] || g.pbc[1] || g.pbc[2]) && !g.positions))) {
+        throw Error(Error::InvalidInput, "correction torque-free: the graph needs its periodicity, and "
+                                         "the positions of its atoms when it is not periodic");
     }
     Results r = impl_->evaluate_one(g, request);
     if (impl_->options.torque_free) {

@@ -172,6 +172,11 @@ void PairSymprobe::init_style() {
         error->all(FLERR, "pair_style symprobe: correction torque-free of a non-periodic system runs on one "
                           "rank only: the net force and torque are those of all atoms together");
     }
+    if (model_->options().torque_free && positions_model_ && comm->nprocs > 1) {
+        error->all(FLERR, "pair_style symprobe: correction torque-free with the metatomic model {} runs on one "
+                          "rank only: each rank evaluates a finite cluster of its atoms and ghosts",
+                   model_->path());
+    }
     if (positions_model_) {
         // A model that takes positions: on one rank the local atoms in LAMMPS's periodic box
         // (the core builds the periodic neighbour lists with cell shifts, as for any structure);
@@ -257,7 +262,7 @@ int PairSymprobe::evaluate_positions(symprobe::Results& r, const symprobe::Reque
                          !cluster && domain->zperiodic != 0};
     symprobe::Request request = request_in;
     request.energy_atoms = n_local_nodes;
-    if (model_->options().torque_free) request.masses = node_masses();
+    if (model_->options().torque_free && !(pbc[0] || pbc[1] || pbc[2])) request.masses = node_masses();
     try {
         r = model_->compute(positions_.data(), numbers_.data(), n_nodes, cell, pbc, request);
     } catch (const symprobe::Error& e) {
@@ -383,17 +388,18 @@ void PairSymprobe::compute(int eflag, int vflag) {
         g.neighbors = neighbors_.data();
         g.vectors = vectors_.data();
         g.n_edges = static_cast<int64_t>(centers_.size());
-        // positions: the boxes of the option `atoms`, and the torque-free correction
-        const bool torque_free = model_->options().torque_free;
+        // positions: the boxes of the option `atoms`, and the torque-free correction of a
+        // non-periodic box (which alone changes forces, weighted by the masses)
         const bool pbc[3] = {domain->xperiodic != 0, domain->yperiodic != 0, domain->zperiodic != 0};
-        if (model_->options().atoms > 0 || torque_free) {
+        const bool finite_correction = model_->options().torque_free && !(pbc[0] || pbc[1] || pbc[2]);
+        if (model_->options().atoms > 0 || finite_correction) {
             positions_.resize(3 * n_nodes);
             for (int64_t k = 0; k < n_nodes; ++k)
                 for (int c = 0; c < 3; ++c) positions_[3 * k + c] = x[atom_of_[k]][c];
             g.positions = positions_.data();
-            g.pbc = pbc;
         }
-        if (torque_free) request.masses = node_masses();
+        g.pbc = pbc;
+        if (finite_correction) request.masses = node_masses();
         try {
             r = model_->compute_graph(g, request);
         } catch (const symprobe::Error& e) {

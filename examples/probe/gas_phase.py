@@ -24,6 +24,7 @@ from ase.md import velocitydistribution as vd
 from ase.md.verlet import VelocityVerlet
 
 import symprobe
+from symprobe.probe.analyze import angular_momentum
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = {
@@ -46,8 +47,7 @@ def run(model, options, steps, interval, timestep_fs):
     rows = []
 
     def record():
-        x = atoms.positions - atoms.get_center_of_mass()
-        angular = np.cross(x, atoms.get_momenta()).sum(0) * (1e3 * units.fs)  # amu A^2 / ps
+        angular = angular_momentum(atoms)  # amu A^2 / ps
         etot = atoms.get_potential_energy() + atoms.get_kinetic_energy()
         rows.append([dyn.nsteps * timestep_fs / 1000, *angular,
                      float(np.linalg.norm(atoms.calc.results["net_torque"])), etot])

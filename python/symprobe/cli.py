@@ -6,17 +6,6 @@ import os
 import sys
 
 
-def _free_path(path: str) -> str:
-    """`path` if it does not exist, else the first of path-1, path-2, ... that does not."""
-    if not os.path.exists(path):
-        return path
-    root, ext = os.path.splitext(path)
-    k = 1
-    while os.path.exists(f"{root}-{k}{ext}"):
-        k += 1
-    return f"{root}-{k}{ext}"
-
-
 LEGEND = (
     "columns: step; t: simulated time (ps); Epot, Etot: potential and total energy (eV); T: "
     "temperature (K);\n"
@@ -38,6 +27,8 @@ def md(args) -> int:
     from tqdm import tqdm
 
     from .calculator import Calculator
+    from .probe.analyze import angular_momentum
+    from .probe.error import free_stem
     from .runtime import load_model, options_from_arguments
     from .water import EQUILIBRATED_BOX, equilibrated_box, water_box
 
@@ -76,7 +67,8 @@ def md(args) -> int:
                        rng=np.random.default_rng(seed))
     else:
         dyn = VelocityVerlet(atoms, args.timestep * units.fs)
-    output = _free_path(args.output)
+    root, ext = os.path.splitext(args.output)
+    output = free_stem(os.path.dirname(root), os.path.basename(root), (ext,)) + ext
     grid = len(calc.model.rotation_weights) > 1
     print(f"symprobe md: {source}, {len(atoms)} atoms, model {calc.model.path}, "
           f"rotations {calc.model.rotations}")
@@ -108,9 +100,7 @@ def md(args) -> int:
         frame = atoms.copy()
         frame.calc = atoms.calc
         if not atoms.pbc.any():  # L about the centre of mass, at full precision
-            x = atoms.positions - atoms.get_center_of_mass()
-            frame.info["angular_momentum_amu_A2_per_ps"] = (
-                np.cross(x, atoms.get_momenta()).sum(0) * (1e3 * units.fs))
+            frame.info["angular_momentum_amu_A2_per_ps"] = angular_momentum(atoms)
         frame.info.update({"step": step, "time_ps": record["time_ps"],
                            "temperature_K": record["temperature_K"], "etot_eV": record["etot_eV"],
                            "thermostat": args.thermostat,

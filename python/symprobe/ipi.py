@@ -66,7 +66,7 @@ class AtomicUnitsEvaluator:
         of one driver, so that the plain evaluation of a slow step is done once."""
         if level not in self.LEVELS:
             raise ValueError(f"level must be one of {', '.join(self.LEVELS)}, got '{level}'")
-        if level != "full" and len(model.rotation_weights) == 1 and model.rotations == "none":
+        if level != "full" and model.rotations == "none":
             raise ValueError("multiple time stepping needs rotations (e.g. --rotations grid 2 --inversion): "
                              "the slow level is their average minus the plain model")
         self.model = model

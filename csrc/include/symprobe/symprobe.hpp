@@ -289,7 +289,8 @@ struct Graph {
     // [n_nodes, 3] Angstrom, optional: where the option `atoms` splits a large system, pieces
     // are boxes of these positions (compact, small halos); without them, grown over the graph
     const double* positions = nullptr;
-    // [3], optional: periodicity of the system; with positions, needed by correction torque-free
+    // [3], optional: periodicity of the system; needed by correction torque-free (with the
+    // positions when the system is not periodic)
     const bool* pbc = nullptr;
 };
 

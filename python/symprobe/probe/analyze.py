@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..water.analysis import max_rdf_range, pair_histogram, radial_distribution_from_histogram
+from ..water.analysis import max_rdf_range, radial_distribution
 
 IPI_CELL = re.compile(r"CELL[(\[]abcABC[)\]]:\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)")
 
@@ -100,6 +100,13 @@ def load_run(path, label, frame_time_ps):
     return Run(label, path, frames, times, periodic)
 
 
+def angular_momentum(atoms) -> np.ndarray:
+    """Total angular momentum about the centre of mass (amu A^2/ps) from the atoms' momenta."""
+    from ase import units
+    x = atoms.positions - atoms.get_center_of_mass()
+    return np.cross(x, atoms.get_momenta()).sum(0) * (1e3 * units.fs)  # ASE time -> ps
+
+
 def blocks(n, n_blocks):
     """Index ranges of n_blocks consecutive blocks of n frames (at least one frame each)."""
     n_blocks = max(1, min(n_blocks, n))
@@ -119,7 +126,7 @@ def element_pairs(numbers):
     return [(a, b) for i, a in enumerate(zs) for b in zs[i:]]
 
 
-def first_peak(r, g):
+def first_maximum(r, g):
     """Position and height of the first maximum of g after it first exceeds 1."""
     above = np.flatnonzero(g > 1.0)
     if len(above) == 0:
@@ -135,24 +142,18 @@ def radial_distributions(run, n_blocks, n_bins=200, r_max=None):
     frames = run.frames
     limit = min(max_rdf_range(a.cell.array) for a in frames)
     r_max = min(limit, r_max or limit, 8.0)
-    edges = np.linspace(0.0, r_max, n_bins + 1)
     out = {}
     for za, zb in element_pairs(frames[0].numbers):
         per_block = []
         for block in blocks(len(frames), n_blocks):
-            counts, norm = np.zeros(n_bins), 0.0
-            for k in block:
-                c, nrm = pair_histogram(frames[k], za, zb, edges)
-                counts += c
-                norm += nrm
-            r, g = radial_distribution_from_histogram(edges, counts, norm)
+            r, g = radial_distribution([frames[k] for k in block], za, zb, r_max, n_bins)
             per_block.append(g)
         per_block = np.array(per_block)
         g_mean = per_block.mean(0)
         g_sem = per_block.std(0, ddof=1) / np.sqrt(len(per_block)) if len(per_block) > 1 else np.full(n_bins, np.nan)
-        peaks = np.array([first_peak(r, g) for g in per_block])
+        peaks = np.array([first_maximum(r, g) for g in per_block])
         name = f"{chemical_symbols[za]}-{chemical_symbols[zb]}"
-        position, height = first_peak(r, g_mean)
+        position, height = first_maximum(r, g_mean)
         out[name] = {"r_A": r.tolist(), "g": g_mean.tolist(), "g_sem": g_sem.tolist(),
                      "first_peak_A": position, "first_peak_sem": mean_sem(peaks[:, 0])[1],
                      "first_peak_height": height, "first_peak_height_sem": mean_sem(peaks[:, 1])[1]}
@@ -229,22 +230,17 @@ def thermo(run, n_blocks):
     return out
 
 
-def angular_momentum(run):
+def angular_momentum_of_run(run):
     """L(t) about the centre of mass (amu A^2/ps: symprobe md's record, else from the frames'
     momenta) and the model's net torque (eV, symprobe md's net_torque_eV), of a non-periodic
     run."""
-    from ase import units
     out = {"t_ps": run.times.tolist()}
     key = "angular_momentum_amu_A2_per_ps"  # symprobe md's, at full precision
     ell = None
     if all(key in a.info for a in run.frames):
         ell = np.array([a.info[key] for a in run.frames], float)
     elif all(a.has("momenta") for a in run.frames):
-        ell = []
-        for a in run.frames:
-            x = a.positions - a.get_center_of_mass()
-            ell.append(np.cross(x, a.get_momenta()).sum(0) * 1e3 * units.fs)
-        ell = np.array(ell)
+        ell = np.array([angular_momentum(a) for a in run.frames])
     if ell is not None:
         out["L_amu_A2_per_ps"] = ell.tolist()
         out["L_norm"] = np.linalg.norm(ell, axis=1).tolist()
@@ -332,7 +328,7 @@ def analyze(runs, n_blocks=5) -> dict:
     if any(thermo_rows.values()):
         report["thermo"] = thermo_rows
     if finite:
-        report["angular"] = {r.label: angular_momentum(r) for r in finite}
+        report["angular"] = {r.label: angular_momentum_of_run(r) for r in finite}
     water = [r for r in runs if set(np.unique(r.frames[0].numbers)) <= {1, 8} and (r.frames[0].numbers == 8).any()]
     if water and finite:
         report["orientation"] = {r.label: orientation(r, n_blocks) for r in water if not r.periodic}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..runtime import load_model, rotation_set
+from .analyze import mean_sem
 
 
 @dataclass(frozen=True)
@@ -103,12 +104,6 @@ def evaluate_set(frames, model_path: str, rotation_set: RotationSetName, batch: 
     return np.array(energies), forces
 
 
-def _mean_sem(values: np.ndarray) -> tuple[float, float]:
-    if len(values) < 2:
-        return float(values.mean()), float("nan")
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
-
-
 def rotational_error(frames, model_path: str, sets: list[str], reference: str = "3i",
                      batch: int = 4, options: dict | None = None, progress: bool = False) -> dict:
     """The rotational-error table of `frames` (ASE Atoms): one row per set with the mean over
@@ -154,8 +149,8 @@ def rotational_error(frames, model_path: str, sets: list[str], reference: str = 
         e_err = 1e3 * np.abs(e - e_ref)
         f_err = 1e3 * np.array([np.abs(a - b).mean() for a, b in zip(f, f_ref)])
         row = {"set": s.name, "rotations": s.rotations}
-        row["energy_meV_per_frame"], row["energy_sem"] = _mean_sem(e_err)
-        row["force_meV_per_A"], row["force_sem"] = _mean_sem(f_err)
+        row["energy_meV_per_frame"], row["energy_sem"] = mean_sem(e_err)
+        row["force_meV_per_A"], row["force_sem"] = mean_sem(f_err)
         if labelled:
             de = np.array([abs(ei - lab[0]) for ei, lab in zip(e, labels)])
             df = np.concatenate([(fi - lab[1]).ravel() for fi, lab in zip(f, labels)])
