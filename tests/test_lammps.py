@@ -549,8 +549,8 @@ def test_metatomic_model_equals_core(tmp_path, metatomic_pet, ranks, molecules):
 
 def test_metatomic_model_nve_and_refusals(tmp_path, metatomic_pet):
     """NVE with the metatomic model's conservative forces conserves the energy (one rank: the
-    forces of several ranks equal these, test above); per-atom virials are refused with a
-    message."""
+    forces of several ranks equal these, test above); per-atom virials, and correction
+    torque-free on two ranks, are refused with a message."""
     write_data(water_box(27, seed=3), tmp_path / "data.lmp")
     body = header(metatomic_pet) + """
 velocity all create 300 4 mom yes rot no
@@ -569,6 +569,10 @@ run 400
     assert np.ptp(rows[:, 1]) > 20 * np.ptp(rows[:, 2])  # the potential energy does move
     _, out = run_lammps(tmp_path, header(metatomic_pet) + EVAL, check=False)
     assert "per-atom virials (compute stress/atom) are not available for the metatomic model" in out
+    # torque-free on several ranks: each rank's cluster is not the system whose torque is meant
+    _, out = run_lammps(tmp_path, header(f"{metatomic_pet} correction torque-free") + EVAL_NO_STRESS_ATOM,
+                        ranks=2, check=False)
+    assert "correction torque-free with the metatomic model" in out and "runs on one rank only" in out
 
 
 def test_metatomic_direct_forces_one_rank_and_refused_on_two(tmp_path):

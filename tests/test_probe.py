@@ -403,3 +403,143 @@ def test_ipi_xyz_trajectories_are_read_with_their_cell_and_units(tmp_path):
         np.testing.assert_allclose(frame.cell.lengths(), [10.0, 11.0, 12.0], atol=1e-7)
         assert frame.pbc.all() and list(frame.get_chemical_symbols()) == ["O", "H"]
     assert [f.info["step"] for f in frames] == [0, 10]
+
+
+def write_ipi_xyz(path, frames, steps, bead):
+    lines = []
+    for atoms, step in zip(frames, steps):
+        a, b, c = atoms.cell.lengths()
+        lines += [str(len(atoms)), f"# CELL(abcABC):   {a:.8f}  {b:.8f}  {c:.8f}  90.00000  90.00000  90.00000  "
+                  f"Step: {step}  Bead: {bead} positions{{angstrom}}  cell{{angstrom}}"]
+        lines += [f"{s} {x:.10f} {y:.10f} {z:.10f}" for s, (x, y, z) in zip(atoms.get_chemical_symbols(), atoms.positions)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_path_integral_run_from_bead_files_and_ipi_properties(tmp_path):
+    """A ring polymer written as one i-PI xyz file per bead, beads on both sides of the
+    periodic boundary: the run's frames are the centroids, g(r) is pooled over all beads, times
+    come from the property file's step and time columns, --start leaves the first frames out;
+    the conserved quantity's drift and the kinetic energy per atom of an element are read back."""
+    from symprobe.probe.analyze import analyze, load_run, radial_distribution
+    from symprobe.water.analysis import max_rdf_range
+    rng = np.random.default_rng(7)
+    box, n_frames, n_beads = 9.0, 12, 3
+    centre = rng.uniform(0, box, (6, 3))
+    offsets = rng.normal(0, 0.3, (n_beads, 6, 3))
+    offsets -= offsets.mean(0)
+    steps = 20 * np.arange(n_frames)
+    beads = [[] for _ in range(n_beads)]
+    centroids = []
+    for k in range(n_frames):
+        c = centre + 0.4 * k * np.array([1.0, 0.3, 0.0])  # crosses the boundary
+        centroids.append(c)
+        for b in range(n_beads):
+            a = Atoms("O2H4", positions=c + offsets[b], cell=[box] * 3, pbc=True)
+            a.wrap()
+            beads[b].append(a)
+    for b in range(n_beads):
+        write_ipi_xyz(tmp_path / f"sim.pos_{b}.xyz", beads[b], steps, b)
+    # properties every 10 steps (0.005 ps each), conserved drifting at 0.3 eV/ps
+    prop_steps = np.arange(0, steps[-1] + 1, 10)
+    t = 0.0005 * prop_steps
+    header = ["# column   1     --> step : The current simulation time step.",
+              "# column   2     --> time{picosecond} : The elapsed simulation time.",
+              "# column   3     --> conserved{electronvolt} : The conserved quantity.",
+              "# column   4     --> temperature{kelvin} : The temperature.",
+              "# column   5     --> kinetic_cv(H){electronvolt} : The kinetic energy.",
+              "# cols.    6-7   --> bead_potentials{electronvolt} : The potential of each bead."]
+    rows = np.column_stack([prop_steps, t, -5.0 + 0.3 * t, 300 + rng.normal(0, 5, len(t)),
+                            np.full(len(t), 0.6), np.zeros((len(t), 2))])
+    np.savetxt(tmp_path / "sim.out", rows, header="\n".join(h[2:] for h in header), comments="# ")
+    start = 0.02
+    run = load_run(str(tmp_path / "sim.pos_*.xyz"), "pimd", None, properties=str(tmp_path / "sim.out"),
+                   start_ps=start)
+    kept = 0.0005 * steps >= start
+    np.testing.assert_allclose(run.times, 0.0005 * steps[kept])
+    assert len(run.beads) == n_beads and len(run.frames) == kept.sum()
+    for frame, c in zip(run.frames, np.array(centroids)[kept]):
+        d = (frame.positions - c) / box
+        np.testing.assert_allclose(d - np.round(d), 0, atol=1e-8)  # the centroid, modulo the box
+    report = analyze([run], n_blocks=2)
+    r_max = min(max_rdf_range(beads[0][0].cell.array), 8.0)
+    pooled = [beads[b][k] for k in np.flatnonzero(kept) for b in range(n_beads)]
+    r, g = radial_distribution(pooled, 8, 1, r_max, 200)
+    np.testing.assert_allclose(report["rdf"]["pimd"]["H-O"]["g"], g, atol=1e-12)
+    thermo = report["thermo"]["pimd"]
+    assert thermo["drift_eV_per_atom_per_ps"] == pytest.approx(0.3 / 6, rel=1e-6)
+    assert thermo["kinetic_cv_H_meV_per_atom"][0] == pytest.approx(600.0 / 4, rel=1e-9)
+    assert report["runs"]["pimd"]["beads"] == n_beads
+    # bad input: a trajectory step the property file lacks; beads of different lengths
+    np.savetxt(tmp_path / "coarse.out", rows[::4], header="\n".join(h[2:] for h in header), comments="# ")
+    with pytest.raises(ValueError, match="no row for step 20"):
+        load_run(str(tmp_path / "sim.pos_0.xyz"), "x", None, properties=str(tmp_path / "coarse.out"))
+    write_ipi_xyz(tmp_path / "sim.pos_9.xyz", beads[0][:5], steps, 9)
+    with pytest.raises(ValueError, match="beads of one run need the same frames"):
+        load_run(str(tmp_path / "sim.pos_*.xyz"), "x", None)
+    with pytest.raises(ValueError, match="no file matches"):
+        load_run(str(tmp_path / "nothing_*.xyz"), "x", None)
+
+
+def test_compute_graph_torque_free_equals_compute(reference_path):
+    """The graph entry point (LAMMPS's, and the Python binding's) with positions, pbc=False and
+    masses applies the same torque-free projection as compute on the structure; without
+    positions a non-periodic graph cannot be projected, and says so."""
+    from symprobe.runtime import neighbor_list
+    atoms = water_cluster(3)
+    path = reference_path("water-orientation")
+    model = symprobe.load_model(path, correction="torque-free")
+    masses = atoms.get_masses()
+    masses[2] *= 2.0
+    nl = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, model.cutoff)
+    direct = model.compute(atoms.positions, atoms.numbers, None, False, masses=masses)
+    graph = model.compute_graph(atoms.numbers, nl.centers, nl.neighbors, nl.vectors,
+                                positions=atoms.positions, pbc=False, masses=masses)
+    assert graph["energy"] == pytest.approx(direct["energy"], abs=1e-10)
+    np.testing.assert_allclose(graph["forces"], direct["forces"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(graph["virial"], direct["virial"], rtol=0, atol=1e-10)
+    raw = symprobe.load_model(path).compute(atoms.positions, atoms.numbers, None, False)
+    assert np.abs(raw["forces"] - graph["forces"]).max() > 1e-4  # the projection did something
+    with pytest.raises(ValueError, match="positions"):
+        model.compute_graph(atoms.numbers, nl.centers, nl.neighbors, nl.vectors)
+    with pytest.raises(ValueError, match="positions"):
+        model.compute_graph(atoms.numbers, nl.centers, nl.neighbors, nl.vectors,
+                            positions=atoms.positions[:-1], pbc=False)
+
+
+def test_multiple_time_stepping_levels_share_one_plain_evaluation(reference_path):
+    """On a slow step i-PI asks the plain and the correction levels at the same positions: the
+    plain model is evaluated once for both, and the two levels add up to the averaged model."""
+    from symprobe.ipi import AtomicUnitsEvaluator, PlainCache
+
+    class Counting:
+        def __init__(self, model):
+            self.model, self.plain_calls = model, 0
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+        def compute(self, *args, symmetrize=True, **kwargs):
+            self.plain_calls += not symmetrize
+            return self.model.compute(*args, symmetrize=symmetrize, **kwargs)
+
+    atoms = water_cluster(2)
+    atoms.set_cell([20.0] * 3)
+    model = Counting(symprobe.load_model(reference_path("water-orientation"), rotations="grid 2", inversion=True))
+    cache = PlainCache()
+    plain = AtomicUnitsEvaluator(model, atoms.numbers, level="plain", plain_cache=cache)
+    correction = AtomicUnitsEvaluator(model, atoms.numbers, level="correction", plain_cache=cache)
+    full = AtomicUnitsEvaluator(model, atoms.numbers)
+    bohr = 0.52917721090
+    h = [atoms.cell.array.T / bohr]
+    x = [atoms.positions / bohr]
+    fast = plain.evaluate(h, x)[0]
+    slow = correction.evaluate(h, x)[0]
+    assert model.plain_calls == 1
+    total = full.evaluate(h, x)[0]
+    assert fast[0] + slow[0] == pytest.approx(total[0], abs=1e-12)
+    np.testing.assert_allclose(fast[1] + slow[1], total[1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast[2] + slow[2], total[2], rtol=0, atol=1e-12)
+    assert abs(slow[0]) > 1e-6  # the correction is not zero
+    correction.evaluate(h, [x[0] + 0.01])
+    plain.evaluate(h, [x[0] + 0.01])
+    assert model.plain_calls == 2

@@ -189,7 +189,13 @@ def analyze_command(args) -> int:
         raise ValueError(f"--labels: the runs need distinct labels, got {', '.join(labels)}")
     if args.blocks < 1:
         raise ValueError("--blocks must be >= 1")
-    runs = [load_run(p, label, args.frame_time) for p, label in zip(args.trajectories, labels)]
+    properties = args.properties or [None] * len(args.trajectories)
+    if len(properties) != len(args.trajectories):
+        raise ValueError(f"--properties: {len(properties)} files for {len(args.trajectories)} trajectories")
+    if args.start < 0:
+        raise ValueError(f"--start must be >= 0 ps, got {args.start}")
+    runs = [load_run(p, label, args.frame_time, properties=prop, start_ps=args.start)
+            for p, label, prop in zip(args.trajectories, labels, properties)]
     report = analyze(runs, n_blocks=args.blocks)
     paths = write(report, args.output)
     print(summary(report))
@@ -249,12 +255,17 @@ def main(argv=None) -> int:
     a = sub.add_parser("analyze", help="observables of MD trajectories, runs overlaid with "
                                        "block-averaged error bars (docs/probing.md)")
     a.add_argument("trajectories", nargs="+", metavar="TRAJ",
-                   help="extxyz from symprobe md, LAMMPS dumps, i-PI output (only read)")
+                   help="extxyz from symprobe md, LAMMPS dumps, i-PI output (only read); a "
+                        "quoted glob pattern of several files: one path-integral run, a file per bead")
     a.add_argument("--labels", nargs="+", help="one label per trajectory (default: file names)")
     a.add_argument("--output", default="analysis", help="directory for the JSON, PNG and summary.md files")
     a.add_argument("--blocks", type=int, default=5, help="blocks of consecutive frames for error bars")
     a.add_argument("--frame-time", type=float, default=None,
                    help="ps between frames, where the frames carry no time_ps")
+    a.add_argument("--properties", nargs="+", metavar="FILE",
+                   help="i-PI property files, one per trajectory: frame times, temperature, "
+                        "conserved quantity, kinetic_cv")
+    a.add_argument("--start", type=float, default=0.0, help="ps at the start of each run left out (equilibration)")
     args = parser.parse_args(argv)
     from ase.io.formats import UnknownFileTypeError
     bad_input = (ValueError, OSError, RuntimeError, UnknownFileTypeError)  # a message, no traceback

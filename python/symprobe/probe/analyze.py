@@ -2,13 +2,19 @@
 (`symprobe analyze`).
 
 Trajectories: anything ASE reads (extxyz from `symprobe md`, LAMMPS dumps, i-PI's ase-format
-output) and i-PI's own xyz (cell in a `# CELL(abcABC):` comment line). Times come from the
-frames' `time_ps` (symprobe md) or from --frame-time. Units: Angstrom, ps, eV, K.
+output) and i-PI's own xyz (cell in a `# CELL(abcABC):` comment line). A quoted glob pattern
+matching several files is one path-integral run, one file per bead. An i-PI property file given
+with a run (`--properties`) supplies its frame times, temperature, conserved quantity and
+quantum kinetic energy. Times come from there, from the frames' `time_ps` (symprobe md) or from
+--frame-time. Units: Angstrom, ps, eV, K.
 
-- periodic runs: g(r) of every element pair (first peak position and height), the mean-squared
-  displacement of each element and its diffusion coefficient;
+- periodic runs: g(r) of every element pair (first peak position and height; with beads the
+  quantum g(r), of all beads), the mean-squared displacement of each element and its diffusion
+  coefficient (with beads of the centroids);
 - runs with the records of `symprobe md`: temperature, and the drift of the total energy of
-  runs without a thermostat;
+  runs without a thermostat; runs with an i-PI property file: temperature, the drift of i-PI's
+  conserved quantity (which accounts for the thermostat's work) and the centroid-virial kinetic
+  energy per element;
 - non-periodic runs: the angular momentum L(t) (from the momenta), the model's net torque, and
   the lab-frame orientation of each water molecule's axis (O to the midpoint of its H atoms) as
   a free energy F(cos theta, phi) = -ln P in kT.
@@ -17,6 +23,7 @@ summary says which differences between runs exceed twice their combined standard
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -74,30 +81,103 @@ def read_trajectory(path):
     return frames
 
 
+PROPERTY = re.compile(r"^#\s*(?:column|cols\.)\s+(\d+)(?:-(\d+))?\s+-->\s+(\S+)")
+
+
+def read_ipi_properties(path):
+    """Columns of an i-PI property file: {name as in the input, e.g. 'time{picosecond}' or
+    'kinetic_cv(H){electronvolt}': array over rows} (vector properties [rows, n])."""
+    columns = {}
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            m = PROPERTY.match(line)
+            if m:
+                first = int(m.group(1)) - 1
+                columns[m.group(3)] = slice(first, int(m.group(2)) if m.group(2) else first + 1)
+    if not columns:
+        raise ValueError(f"{path}: not an i-PI property file (no '# column N --> name' header)")
+    data = np.loadtxt(path, ndmin=2)
+    return {name: data[:, c] if c.stop - c.start > 1 else data[:, c.start] for name, c in columns.items()}
+
+
 @dataclass
 class Run:
     label: str
     path: str
-    frames: list
+    frames: list        # with beads: the centroids
     times: np.ndarray   # ps
     periodic: bool
+    beads: list = None  # path integrals: the frames of each bead
+    properties: dict = None  # an i-PI property file's columns, rows from `start` on
     notes: list = field(default_factory=list)
 
 
-def load_run(path, label, frame_time_ps):
-    frames = read_trajectory(path)
+def centroids(beads):
+    """Frames of the ring polymers' centroids: each bead's positions taken to the minimum image
+    of bead 0's, then averaged."""
+    out = []
+    for k, frame in enumerate(beads[0]):
+        x0 = frame.positions
+        shifted = [x0]
+        for bead in beads[1:]:
+            d = bead[k].positions - x0
+            if frame.pbc.any():
+                cell = frame.cell.array
+                f = d @ np.linalg.inv(cell)
+                d = (f - np.round(f) * frame.pbc) @ cell
+            shifted.append(x0 + d)
+        centroid = frame.copy()
+        centroid.positions = np.mean(shifted, axis=0)
+        out.append(centroid)
+    return out
+
+
+def load_run(path, label, frame_time_ps, properties=None, start_ps=0.0):
+    """One run: a trajectory file, or a glob pattern of one file per bead; `properties`: i-PI's
+    property file of the run (frame times from its step and time columns); frames before
+    `start_ps` are left out (equilibration)."""
+    paths = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+    if not paths:
+        raise ValueError(f"{path}: no file matches")
+    beads = [read_trajectory(p) for p in paths]
+    frames = beads[0]
     n = len(frames[0])
-    for k, a in enumerate(frames):
-        if len(a) != n or (a.numbers != frames[0].numbers).any():
-            raise ValueError(f"{path}: frame {k} has other atoms than frame 0")
-    if all("time_ps" in a.info for a in frames):
+    for p, bead in zip(paths, beads):
+        if len(bead) != len(frames):
+            raise ValueError(f"{p}: {len(bead)} frames, {paths[0]} has {len(frames)}: beads of one run need the same frames")
+        for k, a in enumerate(bead):
+            if len(a) != n or (a.numbers != frames[0].numbers).any():
+                raise ValueError(f"{p}: frame {k} has other atoms than frame 0 of {paths[0]}")
+    table = read_ipi_properties(properties) if properties else None
+    if table is not None:
+        if "step" not in table or "time{picosecond}" not in table:
+            raise ValueError(f"{properties}: needs the properties step and time{{picosecond}}")
+        if not all("step" in a.info for a in frames):
+            raise ValueError(f"{paths[0]}: frames without i-PI's 'Step:' to match {properties}")
+        time_of = dict(zip(table["step"].astype(int), table["time{picosecond}"]))
+        missing = [a.info["step"] for a in frames if a.info["step"] not in time_of]
+        if missing:
+            raise ValueError(f"{properties}: no row for step {missing[0]} of {paths[0]} (property stride must divide the trajectory's)")
+        times = np.array([time_of[a.info["step"]] for a in frames], float)
+    elif all("time_ps" in a.info for a in frames):
         times = np.array([a.info["time_ps"] for a in frames], float)
     elif frame_time_ps is not None:
         times = frame_time_ps * np.arange(len(frames))
     else:
         times = np.arange(len(frames), dtype=float)
+    keep = times >= times[0] + start_ps - 1e-9
+    if keep.sum() < 2:
+        raise ValueError(f"{path}: fewer than 2 frames after --start {start_ps} ps")
+    beads = [[f for f, k in zip(bead, keep) if k] for bead in beads]
+    if table is not None:
+        rows = table["time{picosecond}"] >= times[0] + start_ps - 1e-9
+        table = {name: column[rows] for name, column in table.items()}
+    frames = centroids(beads) if len(beads) > 1 else beads[0]
     periodic = bool(frames[0].pbc.all())
-    return Run(label, path, frames, times, periodic)
+    return Run(label, path, frames, times[keep], periodic, beads=beads if len(beads) > 1 else None,
+               properties=table)
 
 
 def angular_momentum(atoms) -> np.ndarray:
@@ -138,15 +218,18 @@ def first_maximum(r, g):
 
 
 def radial_distributions(run, n_blocks, n_bins=200, r_max=None):
+    """g(r) of every element pair over all frames (with beads: of every bead, the quantum g(r)),
+    standard errors over blocks of consecutive frames."""
     from ase.data import chemical_symbols
     frames = run.frames
+    beads = run.beads or [frames]
     limit = min(max_rdf_range(a.cell.array) for a in frames)
     r_max = min(limit, r_max or limit, 8.0)
     out = {}
     for za, zb in element_pairs(frames[0].numbers):
         per_block = []
         for block in blocks(len(frames), n_blocks):
-            r, g = radial_distribution([frames[k] for k in block], za, zb, r_max, n_bins)
+            r, g = radial_distribution([bead[k] for k in block for bead in beads], za, zb, r_max, n_bins)
             per_block.append(g)
         per_block = np.array(per_block)
         g_mean = per_block.mean(0)
@@ -212,10 +295,44 @@ def mean_squared_displacement(run, n_blocks):
     return out
 
 
+def ipi_thermo(run, n_blocks):
+    """Temperature, the drift of the conserved quantity and the kinetic energies per atom of
+    each element from the run's i-PI property file."""
+    from ase.data import chemical_symbols
+    table, out = run.properties, {}
+    t = table["time{picosecond}"]
+    n = len(t)
+
+    def block_mean(values):
+        return mean_sem([values[list(b)].mean() for b in blocks(n, n_blocks)])
+
+    out["t_ps"] = t.tolist()
+    if "temperature{kelvin}" in table:
+        out["temperature_K"] = block_mean(table["temperature{kelvin}"])
+        out["temperature_series"] = table["temperature{kelvin}"].tolist()
+    if "conserved{electronvolt}" in table and n > 2:
+        conserved = table["conserved{electronvolt}"]
+        out["drift_eV_per_atom_per_ps"] = float(np.polyfit(t, conserved, 1)[0] / len(run.frames[0]))
+        out["etot_series"] = conserved.tolist()
+    counts = {chemical_symbols[z]: int((run.frames[0].numbers == z).sum()) for z in set(run.frames[0].numbers)}
+    for name, values in table.items():
+        m = re.fullmatch(r"kinetic_cv(?:\((\w+)\))?\{electronvolt\}", name)
+        if m and values.ndim == 1:
+            element = m.group(1)
+            atoms = counts.get(element) if element else len(run.frames[0])
+            if atoms:
+                mean, sem = block_mean(values / atoms)
+                out[f"kinetic_cv_{element or 'all'}_meV_per_atom"] = (1e3 * mean, 1e3 * sem)
+    return out
+
+
 def thermo(run, n_blocks):
-    """Temperature and conserved-energy drift from the records of symprobe md."""
+    """Temperature and conserved-energy drift from the records of symprobe md, or from the
+    run's i-PI property file."""
+    if run.properties is not None:
+        return ipi_thermo(run, n_blocks)
     info = [a.info for a in run.frames]
-    out = {}
+    out = {"t_ps": run.times.tolist()}
     if all("temperature_K" in i for i in info):
         temps = np.array([i["temperature_K"] for i in info])
         out["temperature_K"] = mean_sem([temps[list(b)].mean() for b in blocks(len(temps), n_blocks)])
@@ -227,7 +344,7 @@ def thermo(run, n_blocks):
         slope = np.polyfit(run.times, etot, 1)[0] / n_atoms
         out["drift_eV_per_atom_per_ps"] = float(slope)
         out["etot_series"] = etot.tolist()
-    return out
+    return out if len(out) > 1 else {}
 
 
 def angular_momentum_of_run(run):
@@ -318,7 +435,8 @@ def differences(runs_values, key_name):
 def analyze(runs, n_blocks=5) -> dict:
     """Every observable that applies to the runs: {observable: {label: result}}."""
     report = {"runs": {r.label: {"path": r.path, "frames": len(r.frames), "periodic": r.periodic,
-                                 "atoms": len(r.frames[0])} for r in runs}}
+                                 "atoms": len(r.frames[0]), "beads": len(r.beads) if r.beads else None}
+                       for r in runs}}
     periodic = [r for r in runs if r.periodic]
     finite = [r for r in runs if not r.periodic]
     if periodic:
@@ -338,8 +456,9 @@ def analyze(runs, n_blocks=5) -> dict:
 def summary(report) -> str:
     lines = ["# symprobe analyze", ""]
     for label, r in report["runs"].items():
-        lines.append(f"- {label}: {r['path']}, {r['frames']} frames, {r['atoms']} atoms, "
-                     f"{'periodic' if r['periodic'] else 'non-periodic'}")
+        lines.append(f"- {label}: {r['path']}, {r['frames']} frames"
+                     + (f" of {r['beads']} beads" if r.get("beads") else "")
+                     + f", {r['atoms']} atoms, {'periodic' if r['periodic'] else 'non-periodic'}")
     lines.append("")
     lines.append("Differences beyond statistical error (twice the combined standard error of block means):")
     found = []
@@ -356,6 +475,10 @@ def summary(report) -> str:
     if "thermo" in report:
         found += differences({k: tuple(v["temperature_K"]) for k, v in report["thermo"].items()
                               if "temperature_K" in v}, "temperature (K)")
+        for key in sorted({k for v in report["thermo"].values() for k in v if k.startswith("kinetic_cv_")}):
+            element = key.split("_")[2]
+            found += differences({k: tuple(v[key]) for k, v in report["thermo"].items() if key in v},
+                                 f"quantum kinetic energy of {element} (meV/atom)")
         for k, v in report["thermo"].items():
             if "drift_eV_per_atom_per_ps" in v:
                 found.append(f"- conserved-energy drift of {k}: {1e3 * v['drift_eV_per_atom_per_ps']:+.3g} meV/atom/ps")
@@ -427,11 +550,11 @@ def plots(report, directory) -> list[str]:
         curves = []
         for label, v in report["thermo"].items():
             if "temperature_series" in v:
-                curves.append((label, 0, np.arange(len(v["temperature_series"])), v["temperature_series"]))
+                curves.append((label, 0, v["t_ps"], v["temperature_series"]))
             if "etot_series" in v:
                 e = np.array(v["etot_series"])
-                curves.append((label, 1, np.arange(len(e)), e - e[0]))
-        two_panels(curves, "frame", ["T (K)", "E_tot - E_tot(0) (eV)"], "thermo.png")
+                curves.append((label, 1, v["t_ps"], e - e[0]))
+        two_panels(curves, "t (ps)", ["T (K)", "conserved energy - its start (eV)"], "thermo.png")
     if "angular" in report:
         curves = [(label, panel, v["t_ps"], v[key]) for label, v in report["angular"].items()
                   for panel, key in ((0, "L_norm"), (1, "torque_eV")) if key in v]
