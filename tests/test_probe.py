@@ -543,3 +543,27 @@ def test_multiple_time_stepping_levels_share_one_plain_evaluation(reference_path
     correction.evaluate(h, [x[0] + 0.01])
     plain.evaluate(h, [x[0] + 0.01])
     assert model.plain_calls == 2
+
+
+def test_error_and_md_read_ipi_xyz_with_its_cell(tmp_path, water_190, reference_path):
+    """An i-PI xyz trajectory (cell in a comment ASE ignores) is read with its cell: `symprobe
+    error` on it gives the numbers of the same frames in extxyz, and `symprobe md` starts from
+    its first frame as a periodic structure."""
+    import ase.io
+    frames = water_190[:2]
+    write_ipi_xyz(tmp_path / "sim.pos_0.xyz", frames, [0, 10], 0)
+    ase.io.write(tmp_path / "frames.xyz", frames)
+    model = reference_path("water-orientation")
+    rows = {}
+    for name in ("sim.pos_0.xyz", "frames.xyz"):
+        out = tmp_path / f"out-{name}"
+        assert main(["error", str(tmp_path / name), "--model", model, "--sets", "0", "--reference", "2",
+                     "--output", str(out)]) == 0
+        rows[name] = json.loads((out / "rotational-error.json").read_text())["rows"][0]
+    assert rows["sim.pos_0.xyz"]["energy_meV_per_frame"] == pytest.approx(rows["frames.xyz"]["energy_meV_per_frame"], rel=1e-6)
+    assert rows["sim.pos_0.xyz"]["force_meV_per_A"] == pytest.approx(rows["frames.xyz"]["force_meV_per_A"], rel=1e-6)
+    assert main(["md", "--model", model, "--structure", str(tmp_path / "sim.pos_0.xyz"), "--steps", "2",
+                 "--interval", "1", "--output", str(tmp_path / "md.xyz")]) == 0
+    start = ase.io.read(tmp_path / "md.xyz", index=0)
+    assert start.pbc.all()
+    np.testing.assert_allclose(start.cell.lengths(), frames[0].cell.lengths(), atol=1e-6)

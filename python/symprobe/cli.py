@@ -27,7 +27,7 @@ def md(args) -> int:
     from tqdm import tqdm
 
     from .calculator import Calculator
-    from .probe.analyze import angular_momentum
+    from .probe.analyze import angular_momentum, read_trajectory
     from .probe.error import free_stem
     from .runtime import load_model, options_from_arguments
     from .water import EQUILIBRATED_BOX, equilibrated_box, water_box
@@ -36,7 +36,7 @@ def md(args) -> int:
     calc = Calculator(args.model, **options)
     seed = calc.model.seed  # one seed: rotations, velocities, thermostat and generated box
     if args.structure:
-        atoms = ase.io.read(args.structure, index=0)  # the file is only read
+        atoms = read_trajectory(args.structure, index=0)  # the file is only read
         source = args.structure
     elif args.molecules == 64:
         atoms = equilibrated_box()
@@ -159,11 +159,10 @@ def summarize(records, args, n_atoms, wall, output) -> None:
 
 
 def error_command(args) -> int:
-    import ase.io
-
+    from .probe.analyze import read_trajectory
     from .probe.error import markdown_table, rotational_error, select_frames, write_report
 
-    frames = ase.io.read(args.data, index=":")  # the file is only read
+    frames = read_trajectory(args.data)  # the file is only read
     indices = select_frames(args.frames, len(frames))
     frames = [frames[k] for k in indices]
     sets = [s for s in args.sets.split(",") if s.strip()]

@@ -65,8 +65,10 @@ def read_ipi_xyz(path):
     return frames
 
 
-def read_trajectory(path):
-    """All frames of a trajectory file (see the module's formats)."""
+def read_trajectory(path, index=":"):
+    """The frames of a trajectory file (see the module's formats): all of them, or one frame
+    for an integer index. i-PI's xyz is recognised by its cell comment (ASE would read it
+    without the cell)."""
     import ase.io
     with open(path) as f:
         f.readline()
@@ -74,9 +76,9 @@ def read_trajectory(path):
     if IPI_CELL.search(second):
         frames = read_ipi_xyz(path)
         if frames:
-            return frames
-    frames = ase.io.read(path, index=":")
-    if not frames:
+            return frames if index == ":" else frames[index]
+    frames = ase.io.read(path, index=index)
+    if index == ":" and not frames:
         raise ValueError(f"{path}: no frames")
     return frames
 
