@@ -94,13 +94,14 @@ struct Model::Impl {
     std::optional<detail::Symmetrizer> symmetrizer;
     std::optional<detail::Symmetrizer> plain_stage;  // requests with symmetrize = false
     detail::BatchTuner batch_tuner;  // structures per model call when options.batch = 0
+    detail::MemoryBudget memory{0.0};  // of one model call, shared by chunk and batch
     uint64_t rotation_step = 0;  // the step of requests without one (random modes)
     std::mutex mutex;            // a Model has state (Verlet list, step counter, chunk tuner)
 
     // The symmetrisation stage of a request: the options' rotations, or the plain model.
     detail::Symmetrizer& stage(const Request& request) {
         if (request.symmetrize || options.rotations.mode == RotationOptions::None) return *symmetrizer;
-        if (!plain_stage) plain_stage.emplace(RotationOptions{}, device, dtype, path);
+        if (!plain_stage) plain_stage.emplace(RotationOptions{}, device, dtype, path, &memory);
         return *plain_stage;
     }
 
@@ -156,7 +157,9 @@ struct Model::Impl {
         allowed.assign(119, false);
         for (int z : metadata.elements) allowed[z] = true;
         verlet = VerletList(metadata.cutoff, options.skin, std::max(1, options.threads));
-        symmetrizer.emplace(options.rotations, device, dtype, path);
+        memory = detail::MemoryBudget(options.memory_mb > 0 ? options.memory_mb * 1048576.0
+                                                            : detail::MemoryBudget::half_available());
+        symmetrizer.emplace(options.rotations, device, dtype, path, &memory);
     }
 
     // The option correction torque-free on the results of one whole structure.
@@ -717,6 +720,8 @@ void Model::set_rotation_step(uint64_t step) {
 }
 const std::vector<double>& Model::rotation_weights() const { return impl_->symmetrizer->weights(); }
 int64_t Model::rotation_chunk() const { return impl_->symmetrizer->chunk(); }
+double Model::memory_budget_bytes() const { return impl_->memory.budget(); }
+double Model::memory_per_edge_bytes() const { return impl_->memory.per_edge(); }
 int64_t Model::structure_batch() const {
     return impl_->options.batch > 0 ? impl_->options.batch : impl_->batch_tuner.tuned();
 }
@@ -783,7 +788,7 @@ std::vector<Results> Model::compute_batch(const std::vector<System>& systems, co
     if (step_request.step < 0) step_request.step = static_cast<int64_t>(impl_->rotation_step);
     const int64_t n = static_cast<int64_t>(systems.size());
     const bool tuning = n > 1 && impl_->options.batch == 0;
-    const int64_t group = tuning ? impl_->batch_tuner.choose(total_edges / n, n)
+    const int64_t group = tuning ? impl_->batch_tuner.choose(total_edges / n, impl_->memory.items(total_edges / n, n))
                                  : std::min<int64_t>(n, std::max(1, impl_->options.batch));
     const auto started = std::chrono::steady_clock::now();
     std::vector<Results> results;

@@ -73,6 +73,10 @@ const std::vector<OptionInfo>& option_table() {
         {"atoms", "N", "0", false,
          "atoms whose energies one model call evaluates: a larger system is evaluated in pieces "
          "of about N atoms, each with the neighbourhood its energies depend on (0 = whole system)"},
+        {"memory", "MB", "0", false,
+         "memory budget of one model call in MB: the automatic chunk and batch put no more rotated "
+         "copies or structures into one call than fit, as measured (0 = half the memory available "
+         "at load)"},
         {"skin", "D", "0", false, "Verlet skin in Angstrom (0 = rebuild the neighbour list every call)"},
         {"threads", "N", "0", false, "torch and neighbour-search threads (0 = keep torch's setting)"},
         {"device", "cpu|cuda[:N]", "cpu", false, "where the model runs"},
@@ -134,6 +138,8 @@ ModelOptions ModelOptions::parse(const std::vector<std::string>& tokens) {
             out.atoms = static_cast<int64_t>(count(key, value, 1ULL << 40, "a non-negative integer (0 = whole system)"));
         } else if (key == "skin") {
             out.skin = length(key, value);
+        } else if (key == "memory") {
+            out.memory_mb = static_cast<double>(count(key, value, 1ULL << 40, "a non-negative integer in MB (0 = automatic)"));
         } else if (key == "threads") {
             out.threads = static_cast<int>(count(key, value, 4096, "a non-negative integer (0 = keep torch's setting)"));
         } else if (key == "forces") {

@@ -6,9 +6,13 @@
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
+#include <string>
 
 namespace symprobe {
 namespace detail {
@@ -30,9 +34,39 @@ torch::Tensor matrices_tensor(const RotationSet& set, torch::Device device) {
 }
 }  // namespace
 
+int64_t MemoryBudget::heap_in_use() {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    const struct mallinfo2 info = mallinfo2();
+    return static_cast<int64_t>(info.uordblks + info.hblkhd);
+#else
+    return -1;
+#endif
+}
+
+double MemoryBudget::half_available() {
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key;
+    double kb = 0.0;
+    std::string unit;
+    while (meminfo >> key >> kb >> unit) {
+        if (key == "MemAvailable:") return 0.5 * kb * 1024.0;
+    }
+    return 0.0;
+}
+
+void MemoryBudget::observe(int64_t edges, int64_t bytes) {
+    if (edges > 0 && bytes > 0) per_edge_ = std::max(per_edge_, static_cast<double>(bytes) / static_cast<double>(edges));
+}
+
+int64_t MemoryBudget::items(int64_t edges_per_item, int64_t cap) const {
+    if (per_edge_ <= 0.0 || budget_ <= 0.0) return cap;
+    const double fit = budget_ / (per_edge_ * static_cast<double>(std::max<int64_t>(1, edges_per_item)));
+    return std::max<int64_t>(1, std::min<int64_t>(cap, static_cast<int64_t>(std::min(fit, 1e15))));
+}
+
 Symmetrizer::Symmetrizer(const RotationOptions& options, torch::Device device, torch::Dtype dtype,
-                         std::string origin)
-    : options_(options), device_(device), dtype_(dtype), origin_(std::move(origin)) {
+                         std::string origin, MemoryBudget* memory)
+    : options_(options), device_(device), dtype_(dtype), origin_(std::move(origin)), memory_(memory) {
     RotationSet set = rotation_set(options_, 0);
     double total = 0.0;
     for (double w : set.weights) total += w;
@@ -121,7 +155,10 @@ Symmetrized Symmetrizer::evaluate(const RotatingInput& in, const std::vector<Par
         force_square = torch::zeros({n}, f64);  // sum_k w_k |F_k - F_ref|^2 per atom
     }
     const bool tuning = n_rot > 1 && options_.chunk == 0;
-    const int64_t chunk = n_rot == 1 ? 1 : tuning ? tuner_.choose(in.edges, chunk_cap(in.edges, n_rot)) : options_.chunk;
+    const int64_t cap = memory_ ? memory_->items(in.edges, chunk_cap(in.edges, n_rot)) : chunk_cap(in.edges, n_rot);
+    const int64_t chunk = n_rot == 1 ? 1 : tuning ? tuner_.choose(in.edges, cap) : options_.chunk;
+    // the heap is the CPU's: device memory is not measured
+    const bool measure = memory_ != nullptr && device_.is_cpu() && need_grad;
     const auto started = std::chrono::steady_clock::now();
     for (int64_t k0 = 0; k0 < n_rot; k0 += chunk) {
         const int64_t c = std::min(chunk, n_rot - k0);
@@ -130,6 +167,7 @@ Symmetrized Symmetrizer::evaluate(const RotatingInput& in, const std::vector<Par
         // the named scopes are the stages that benchmarks/grid_profile.py times
         // c rotated copies of the rows: r' = r R^T
         torch::Tensor input;
+        const int64_t heap_before = measure ? MemoryBudget::heap_in_use() : -1;
         {
             RECORD_USER_SCOPE("symprobe::rotate");
             input = plain ? in.rows.unsqueeze(0) : torch::matmul(in.rows.unsqueeze(0), R.transpose(1, 2));
@@ -142,6 +180,7 @@ Symmetrized Symmetrizer::evaluate(const RotatingInput& in, const std::vector<Par
             per_atom = in.energies(input, c);
             if (in.rotated_outputs) in.rotated_outputs(R, w);
         }
+        if (heap_before >= 0) memory_->observe(c * in.edges, MemoryBudget::heap_in_use() - heap_before);
         {
             RECORD_USER_SCOPE("symprobe::energies");
             per_atom = per_atom.to(torch::kFloat64);

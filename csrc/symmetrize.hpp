@@ -61,6 +61,30 @@ private:
     int64_t cap_ = 1;         // cap of the last call
 };
 
+// The memory budget of one model call, and what one edge of one copy costs: the heap bytes a
+// forward pass leaves alive for the backward pass (saved activations; the peak of a call is
+// about this), measured around every CPU forward. Shared by the chunk of rotated copies and the
+// batch of structures, which both multiply edges per call.
+class MemoryBudget {
+public:
+    explicit MemoryBudget(double budget_bytes) : budget_(budget_bytes) {}
+    // Heap bytes in use now (glibc's allocator); -1 where unknown.
+    static int64_t heap_in_use();
+    // Half of the memory the system has available now (bytes); 0 where unknown.
+    static double half_available();
+    // One forward pass over `edges` edges (all copies) kept `bytes` alive.
+    void observe(int64_t edges, int64_t bytes);
+    // Items of `edges_per_item` edges each that fit into one call: at most `cap`, at least 1;
+    // `cap` before the first measurement.
+    int64_t items(int64_t edges_per_item, int64_t cap) const;
+    double budget() const { return budget_; }
+    double per_edge() const { return per_edge_; }
+
+private:
+    double budget_;
+    double per_edge_ = 0.0;  // the largest measured, bytes
+};
+
 // What the stage returns, on the CPU, in float64.
 struct Symmetrized {
     torch::Tensor copy_energies;      // [G, parts] eV, energy of every rotated copy
@@ -73,7 +97,7 @@ class Symmetrizer {
 public:
     // `origin` names the model in messages.
     Symmetrizer(const RotationOptions& options, torch::Device device, torch::Dtype dtype,
-                std::string origin);
+                std::string origin, MemoryBudget* memory = nullptr);
 
     Symmetrized evaluate(const RotatingInput& input, const std::vector<Part>& parts,
                          const Request& request, uint64_t step);
@@ -99,6 +123,7 @@ private:
 
     // rotations per model call when the user left chunk = 0
     BatchTuner tuner_;
+    MemoryBudget* memory_;  // the model's, measured here on the CPU; may be null
 };
 
 }  // namespace detail

@@ -273,6 +273,16 @@ def test_probing_commands(tmp_path):
     ice = json.loads((work / "ice-quick.json").read_text())
     assert [c["atoms"] for c in ice["cells"]] == [288, 288]
     assert all(c["plain_converged"] for c in ice["cells"])
+    for name, beads in (("bulk-quick", None), ("bulk-pimd-quick", 4)):
+        analysis = work / name / "analysis"
+        runs = json.loads((analysis / "rdf.json").read_text())["runs"]
+        assert set(runs) == {"plain", "2i"} and all(r["beads"] == beads for r in runs.values())
+        thermo = json.loads((analysis / "thermo.json").read_text())["thermo"]
+        for run in thermo.values():
+            assert 150 < run["temperature_K"][0] < 600
+            if beads:  # the quantum kinetic energy of H exceeds the classical 3/2 kT = 39 meV
+                assert run["kinetic_cv_H_meV_per_atom"][0] > 45
+        assert "2i" in (analysis / "summary.md").read_text()
     paper = json.loads((work / "paper-table.json").read_text())
     assert paper["test_errors"]["rows"][0]["energy_meV_per_frame"] == pytest.approx(5.07, abs=0.01)
 

@@ -371,6 +371,34 @@ def test_batches_give_the_same_results_whatever_the_structures_per_call(referenc
         assert model.batch in (1, 2, 4, 5)  # tuned: 1, 2, 4, ... capped at the batch's size
 
 
+def test_memory_budget_bounds_the_automatic_chunk_and_batch(reference_path):
+    """Option memory (MB per model call): the memory one edge of one copy keeps alive from the
+    forward to the backward pass is measured at the first call; then the automatic chunk and
+    batch stay within the budget. A budget that one copy fills settles both at 1 at the second
+    call, where an ample budget is still tuning (1, 2, 4, ... are tried); results unchanged."""
+    path = reference_path("water-orientation")
+    atoms = water_box(64, seed=2)  # ~4500 edges: ~0.7 MB per copy of this model
+    structures = [atoms.positions + 0.01 * k for k in range(4)]
+    runs = {}
+    for memory in (1, 100000):
+        grid = symprobe.load_model(path, rotations="grid 3", inversion=True, memory=memory)
+        beads = symprobe.load_model(path, memory=memory)
+        assert grid.memory_budget_bytes == memory * 2 ** 20 and grid.memory_per_edge_bytes == 0
+        energies = [compute(grid, atoms)["energy"] for _ in range(2)]
+        batches = [beads.compute_batch(structures, atoms.numbers, [atoms.cell.array] * 4, True) for _ in range(2)]
+        runs[memory] = (grid.chunk, beads.batch, energies, [r["energy"] for r in batches[-1]])
+        edges = len(symprobe.neighbor_list(atoms.positions, atoms.cell.array, True, grid.cutoff).centers)
+        per_copy = grid.memory_per_edge_bytes * edges
+        assert 0.1e6 < per_copy < 10e6  # a few hundred bytes per edge: the activations kept
+    assert runs[1][:2] == (1, 1)
+    assert runs[100000][:2] == (0, 0)
+    assert runs[1][2] == pytest.approx(runs[100000][2], rel=1e-12)
+    assert runs[1][3] == pytest.approx(runs[100000][3], rel=1e-12)
+    with pytest.raises(ValueError, match="memory must be a non-negative integer in MB"):
+        symprobe.load_model(path, memory="-1")
+    assert symprobe.load_model(path).memory_budget_bytes > 0  # automatic: half the available
+
+
 def test_bad_batch_option(reference_path):
     with pytest.raises(ValueError, match="batch must be a non-negative integer"):
         symprobe.load_model(reference_path("water-orientation"), batch=-1)

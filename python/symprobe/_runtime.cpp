@@ -212,6 +212,8 @@ PYBIND11_MODULE(_runtime, m) {
                       &symprobe::Model::set_rotation_step)
         .def_property_readonly("chunk", &symprobe::Model::rotation_chunk)
         .def_property_readonly("batch", &symprobe::Model::structure_batch)
+        .def_property_readonly("memory_budget_bytes", &symprobe::Model::memory_budget_bytes)
+        .def_property_readonly("memory_per_edge_bytes", &symprobe::Model::memory_per_edge_bytes)
         .def_property_readonly("rotation_weights", [](const symprobe::Model& m) {
             const auto& w = m.rotation_weights();
             return to_array(w, {static_cast<py::ssize_t>(w.size())});

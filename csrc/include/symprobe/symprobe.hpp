@@ -127,6 +127,10 @@ struct ModelOptions {
     // (interaction range / cutoff - 1 hops of full neighbourhoods): the same results to float
     // rounding, memory bounded by the piece, more model work for the pieces' halos.
     int64_t atoms = 0;
+    // Memory budget of one model call in MB (0 = half the memory available when the model is
+    // loaded). The automatic chunk and batch never put more rotated copies or structures into
+    // one call than the measured memory per edge allows; one item per call at least.
+    double memory_mb = 0.0;
     RotationOptions rotations;   // symmetrisation of every evaluation
     // forces direct: the forces (and stress) a metatomic model predicts as outputs of their own
     // (non_conservative_force, non_conservative_stress) instead of derivatives of its energy;
@@ -354,6 +358,11 @@ public:
     // Rotations per batched model call: the user's chunk, else the automatic choice once its
     // first evaluations have tuned it (0 before).
     int64_t rotation_chunk() const;
+    // The memory budget of one model call (bytes) and the memory one edge of one copy kept
+    // alive from forward to backward pass in the calls so far (bytes; 0 before the first call,
+    // and on a GPU, where it is not measured).
+    double memory_budget_bytes() const;
+    double memory_per_edge_bytes() const;
     // Structures per model call in compute_batch: the user's batch, else the automatic choice
     // once tuned (0 before).
     int64_t structure_batch() const;
