@@ -80,11 +80,12 @@ def median_time(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def write_json(name: str, payload: dict) -> Path:
+def write_json(name: str, payload: dict, directory=None) -> Path:
+    """payload + the machine, as `name`.json in `directory` (default: benchmarks/results)."""
     payload = dict(payload)
     payload["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "python": platform.python_version()}
-    out = HERE / "results" / f"{name}.json"
+    out = Path(directory or HERE / "results") / f"{name}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(payload, indent=1))
     return out

@@ -10,8 +10,8 @@ run resumes with the same command, so 50 ps runs can span sessions. The model ca
     .venv/bin/python benchmarks/water_md.py --molecules 512 --ps 50 --run-dir benchmarks/runs/md-512
 
 Defaults are small (1 ps, in the untracked runs/water-md-<molecules> of the repository). The
-result (stability, temperature, g_OO and its first peak) goes to
-benchmarks/results/water_md_<molecules>.json. A finished run keeps settings.json and log.jsonl;
+result (stability, temperature, g_OO and its first peak) goes to result.json in the run's folder,
+so that a trial run never replaces the model card's. A finished run keeps settings.json and log.jsonl;
 its checkpoint can then be removed (the result file holds everything the checkpoint adds), after
 which the folder refuses to start again.
 """
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     elif os.path.exists(log_path) and os.path.getsize(log_path):
         # a finished run whose checkpoint was removed: starting over would overwrite its log
         sys.exit(f"{run} holds the log of a run but no checkpoint (a finished run: its result is "
-                 f"in benchmarks/results/water_md_{args.molecules}.json); use another --run-dir")
+                 f"in {os.path.join(run, 'result.json')}); use another --run-dir")
     else:
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=rng)
         vd.Stationary(atoms)
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
         peak_r, peak_g = first_peak(r, g)
         result.update({"g_OO_first_peak_A": peak_r, "g_OO_first_peak_height": peak_g,
                        "g_OO": {"r_A": r.round(4).tolist(), "g": g.round(4).tolist()}})
-    out = write_json(f"water_md_{args.molecules}", result)
+    out = write_json("result", result, directory=run)
     peak = (f"g_OO first peak {result['g_OO_first_peak_A']:.3f} A (height "
             f"{result['g_OO_first_peak_height']:.2f}, {g_frames} frames)" if g_frames else
             "no frames past equilibration yet")
