@@ -257,6 +257,7 @@ def test_probing_commands(tmp_path):
     checkout = tmp_path / "main"
     work = checkout / "examples" / "probe"
     shutil.copytree(ROOT / "examples" / "probe", work)
+    shutil.copytree(ROOT / "examples" / "ipi", checkout / "examples" / "ipi")  # bulk.py's start box
     (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
     for command in commands[1:]:
         run = subprocess.run(command, shell=True, cwd=work, env=shell_env(), capture_output=True,
@@ -283,6 +284,8 @@ def test_probing_commands(tmp_path):
             if beads:  # the quantum kinetic energy of H exceeds the classical 3/2 kT = 39 meV
                 assert run["kinetic_cv_H_meV_per_atom"][0] > 45
         assert "2i" in (analysis / "summary.md").read_text()
+    error = json.loads((work / "error-bulk-quick" / "rotational-error.json").read_text())
+    assert error["frames"] == [0, 1] and [r["set"] for r in error["rows"]] == ["0", "2"]
     paper = json.loads((work / "paper-table.json").read_text())
     assert paper["test_errors"]["rows"][0]["energy_meV_per_frame"] == pytest.approx(5.07, abs=0.01)
 
@@ -321,7 +324,12 @@ RUN_HERE[("docs/probing.md", 1)] = test_probing_mts_commands
 NOT_RUN_HERE[("docs/probing.md", 2)] = "the paper-length gas-phase run: 10^6 steps per run, hours"
 NOT_RUN_HERE[("docs/probing.md", 3)] = ("the NVT orientation runs: 10 ps each, minutes of CPU; the same "
                                         "commands at 200 steps run in test_probing_commands")
-NOT_RUN_HERE[("docs/probing.md", 4)] = ("the table's run on the labelled frames: 7 minutes of CPU; the "
-                                        "same command on fewer frames runs in test_probing_commands")
+NOT_RUN_HERE[("docs/probing.md", 4)] = ("the table's runs on the labelled frames and on 512 molecules: half an "
+                                        "hour of CPU; symprobe error and symprobe md on smaller inputs run "
+                                        "in test_probing_commands")
 NOT_RUN_HERE[("docs/probing.md", 5)] = ("the ice run: 9 cells, 3 minutes of CPU; the same script on 2 cells "
                                         "runs in test_probing_commands")
+NOT_RUN_HERE[("docs/probing.md", 6)] = ("the bulk runs: 1 ps each, half an hour of CPU; bulk.py at 50 fs and "
+                                        "symprobe error and analyze on its output run in test_probing_commands")
+NOT_RUN_HERE[("docs/probing.md", 7)] = ("the path-integral runs: 0.5 ps of 8 beads each, an hour of CPU; "
+                                        "bulk.py --beads 4 at 30 fs runs in test_probing_commands")

@@ -291,6 +291,26 @@ def test_ballistic_msd_and_periodic_unwrapping(tmp_path):
     np.testing.assert_allclose(msd["msd_A2"], (v ** 2).sum(1).mean() * lag_times ** 2, rtol=1e-9, atol=1e-9)
 
 
+def test_brownian_diffusion_coefficient_and_its_error(tmp_path):
+    """Random walks with D = 0.5 A^2/ps, written wrapped into a periodic box: D of the blocks
+    and of the whole run recover it, and the block estimate's error covers its deviation."""
+    from symprobe.probe.analyze import analyze, load_run
+    rng = np.random.default_rng(11)
+    d_true, dt, n_frames, n_atoms, box = 0.5, 0.01, 200, 300, 15.0
+    x = np.cumsum(rng.normal(0, np.sqrt(2 * d_true * dt), (n_frames, n_atoms, 3)), axis=0)
+    frames = []
+    for k in range(n_frames):
+        a = Atoms(f"O{n_atoms}", positions=x[k], cell=[box] * 3, pbc=True)
+        a.wrap()
+        frames.append(a)
+    run = load_run(write_frames(tmp_path / "walk.xyz", frames), "walk", frame_time_ps=dt)
+    msd = analyze([run], n_blocks=5)["msd"]["walk"]["O"]
+    assert msd["block_ps"] == pytest.approx((n_frames - 1) * dt / 5)
+    assert 0 < msd["D_sem"] < 0.05
+    assert abs(msd["D_A2_per_ps"] - d_true) < 3 * msd["D_sem"]
+    assert msd["D_whole_run_A2_per_ps"] == pytest.approx(d_true, rel=0.1)
+
+
 def test_rigid_rotor_angular_momentum_and_uniform_orientations(tmp_path):
     """A water molecule spinning rigidly about a principal axis through its centre of mass (a
     free rigid rotor): L(t) constant and equal to I omega; molecules in uniformly random
@@ -566,4 +586,10 @@ def test_error_and_md_read_ipi_xyz_with_its_cell(tmp_path, water_190, reference_
                  "--interval", "1", "--output", str(tmp_path / "md.xyz")]) == 0
     start = ase.io.read(tmp_path / "md.xyz", index=0)
     assert start.pbc.all()
+    # md's frames carry the model's own energy and forces: not labels
+    assert start.info["source"] == "symprobe md" and start.get_forces().shape == (len(start), 3)
+    assert main(["error", str(tmp_path / "md.xyz"), "--model", model, "--sets", "0", "--reference", "2",
+                 "--output", str(tmp_path / "out-md")]) == 0
+    row = json.loads((tmp_path / "out-md" / "rotational-error.json").read_text())["rows"][0]
+    assert not any(key.startswith("label_") for key in row)
     np.testing.assert_allclose(start.cell.lengths(), frames[0].cell.lengths(), atol=1e-6)

@@ -2,11 +2,12 @@
 per step (the paper's experiment 3, ../../docs/probing.md), and with --beads 8 the same under
 nuclear quantum effects (path integrals; the paper did not).
 
-64 molecules (the bundled box equilibrated at 300 K by water-pet), 300 K, time step 0.5 fs:
+64 molecules (examples/ipi/classical/init.xyz, equilibrated at 300 K by water-pet), 300 K,
+time step 0.5 fs (--timestep):
 - plain: the model as it is;
 - random: one random rotation per step, improper with probability 1/2;
 - 2i: grid 2 + inversion by multiple time stepping as in the paper, the plain model every
-  0.5 fs and the correction (average minus plain) every 5 fs; with beads the correction is
+  time step and the correction (average minus plain) every 5 fs; with beads the correction is
   evaluated on the ring polymer's centroid (i-PI's ring-polymer contraction to one bead).
 Classical runs use the paper's SVR thermostat (tau 10 fs); path-integral runs PILE-L (centroid
 tau 100 fs). Each run is one i-PI and one symprobe-ipi process; then `symprobe analyze` compares
@@ -37,19 +38,20 @@ DRIVER_OPTIONS = {
 }
 
 
-def ipi_input(run, beads, steps, address, seed):
-    """The i-PI input of one run; 2i: two MTS levels, the correction (outer, 5 fs) and the
-    plain model (inner, 0.5 fs), otherwise one level at 0.5 fs."""
+OUTER_FS = 5.0  # the outer time step of 2i, and the stride of the properties
+
+
+def ipi_input(run, beads, steps, address, seed, timestep_fs):
+    """The i-PI input of one run of `steps` time steps; 2i: two MTS levels, the correction
+    (outer, 5 fs) and the plain model (inner, timestep_fs), otherwise one level."""
     def socket(name, suffix):
         return (f"<ffsocket name='{name}' mode='unix' pbc='false'>"
                 f"<address>{address}{suffix}</address><latency>1e-4</latency></ffsocket>")
     properties = "step, time{picosecond}, conserved{electronvolt}, temperature{kelvin}, potential{electronvolt}"
     if beads > 1:
         properties += ", kinetic_cv(H){electronvolt}, kinetic_cv(O){electronvolt}"
-    # a property row and a frame every 5 fs, the outer step of 2i
-    stride_fs = 5.0
     if run == "2i":
-        timestep, inner = 5.0, 10
+        timestep, inner = OUTER_FS, round(OUTER_FS / timestep_fs)
         contraction = " nbeads='1'" if beads > 1 else ""
         fields = socket("plain", "") + socket("correction", "-c")
         forces = (f"<force forcefield='correction'{contraction}><mts_weights>[1, 0]</mts_weights></force>"
@@ -57,9 +59,9 @@ def ipi_input(run, beads, steps, address, seed):
         levels = f"<nmts>[1, {inner}]</nmts>"
         steps //= inner
     else:
-        timestep = 0.5
+        timestep = timestep_fs
         fields, forces, levels = socket("plain", ""), "<force forcefield='plain'/>", ""
-    stride = max(1, round(stride_fs / timestep))
+    stride = max(1, round(OUTER_FS / timestep))  # a property row every 5 fs, a frame every 10
     if beads > 1:
         thermostat = "<thermostat mode='pile_l'><tau units='femtosecond'>100</tau></thermostat>"
     else:
@@ -95,9 +97,9 @@ def start_run(directory, run, args):
     with open(STRUCTURE) as f, open(os.path.join(directory, "init.xyz"), "w") as g:
         g.write(f.read())
     address = f"symprobe-bulk-{os.getpid()}-{run}"
-    steps = round(args.time * 1000 / 0.5)
+    steps = round(args.time * 1000 / args.timestep)
     with open(os.path.join(directory, "input.xml"), "w") as f:
-        f.write(ipi_input(run, args.beads, steps, address, args.seed))
+        f.write(ipi_input(run, args.beads, steps, address, args.seed, args.timestep))
     ipi = subprocess.Popen([os.path.join(BIN, "i-pi"), "input.xml"], cwd=directory,
                            stdout=open(os.path.join(directory, "ipi.log"), "w"), stderr=subprocess.STDOUT)
     driver = [os.path.join(BIN, "symprobe-ipi"), "--unix", address, "--model", args.model,
@@ -119,6 +121,7 @@ def main(argv=None):
     p.add_argument("--model", default="water-pet")
     p.add_argument("--beads", type=int, default=1, help="1: classical; more: path integrals")
     p.add_argument("--time", type=float, default=1.0, help="ps per run")
+    p.add_argument("--timestep", type=float, default=0.5, help="fs (2i: the inner step; 5 fs must be a multiple)")
     p.add_argument("--start", type=float, default=0.2, help="ps left out of the analysis (equilibration)")
     p.add_argument("--runs", default="plain,random,2i", help="comma-separated: plain, random, 2i")
     p.add_argument("--jobs", type=int, default=2, help="runs at the same time")
@@ -135,6 +138,9 @@ def main(argv=None):
     unknown = [r for r in runs if r not in DRIVER_OPTIONS]
     if unknown or not runs:
         p.error(f"--runs: unknown run {', '.join(unknown) or '(none)'}; choose from {', '.join(DRIVER_OPTIONS)}")
+    inner = OUTER_FS / args.timestep if args.timestep > 0 else 0
+    if inner < 1 or abs(inner - round(inner)) > 1e-9:
+        p.error(f"--timestep {args.timestep} fs must divide the 5 fs outer step of 2i")
     if args.beads < 1:
         p.error(f"--beads must be >= 1, got {args.beads}")
     if not 0 <= args.start < args.time:

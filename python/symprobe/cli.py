@@ -101,7 +101,9 @@ def md(args) -> int:
         frame.calc = atoms.calc
         if not atoms.pbc.any():  # L about the centre of mass, at full precision
             frame.info["angular_momentum_amu_A2_per_ps"] = angular_momentum(atoms)
-        frame.info.update({"step": step, "time_ps": record["time_ps"],
+        # the energy and forces written are the model's: "source" keeps them from passing
+        # for reference labels (symprobe error)
+        frame.info.update({"source": "symprobe md", "model": args.model, "step": step, "time_ps": record["time_ps"],
                            "temperature_K": record["temperature_K"], "etot_eV": record["etot_eV"],
                            "thermostat": args.thermostat,
                            "net_torque_eV": np.asarray(torque, float),

@@ -280,8 +280,10 @@ def diffusion_coefficient(lag_times, msd):
 
 
 def mean_squared_displacement(run, n_blocks):
-    """Per element: the MSD curve of the whole run and D, with the standard error of D over
-    blocks of the run (each block's own MSD and fit)."""
+    """Per element: the MSD curve of the whole run; D as the mean over blocks of each block's
+    own MSD fit, with the standard error of that mean (the value and its error from the same
+    lags: a short block's D is not yet the diffusive limit, but runs analysed alike compare);
+    and the fit of the whole run's MSD (longer lags, no error estimate)."""
     from ase.data import chemical_symbols
     x = unwrapped(run.frames)
     out = {}
@@ -291,9 +293,11 @@ def mean_squared_displacement(run, n_blocks):
         per_block = [diffusion_coefficient(*msd_curve(xs[list(b)], run.times[list(b)]))
                      for b in blocks(len(xs), n_blocks)]
         finite = [d for d in per_block if np.isfinite(d)]
+        whole = diffusion_coefficient(lag_times, msd)
+        d, sem = mean_sem(finite) if len(finite) > 1 else (whole, float("nan"))
         out[chemical_symbols[z]] = {"t_ps": lag_times.tolist(), "msd_A2": msd.tolist(),
-                                    "D_A2_per_ps": diffusion_coefficient(lag_times, msd),
-                                    "D_sem": mean_sem(finite)[1] if len(finite) > 1 else float("nan")}
+                                    "D_A2_per_ps": d, "D_sem": sem, "D_whole_run_A2_per_ps": whole,
+                                    "block_ps": float(run.times[-1] - run.times[0]) / max(1, len(per_block))}
     return out
 
 

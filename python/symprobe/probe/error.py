@@ -75,7 +75,10 @@ def select_frames(spec: str | None, n_frames: int) -> list[int]:
 
 
 def frame_labels(atoms):
-    """(energy eV, forces [N,3] eV/A) of a labelled frame, or None."""
+    """(energy eV, forces [N,3] eV/A) of a labelled frame, or None; frames of `symprobe md`
+    carry the model's own energy and forces, not labels."""
+    if atoms.info.get("source") == "symprobe md":
+        return None
     calc = atoms.calc
     if calc is not None and "energy" in calc.results and "forces" in calc.results:
         return float(calc.results["energy"]), np.asarray(calc.results["forces"], float)
