@@ -158,7 +158,7 @@ struct Model::Impl {
         for (int z : metadata.elements) allowed[z] = true;
         verlet = VerletList(metadata.cutoff, options.skin, std::max(1, options.threads));
         memory = detail::MemoryBudget(options.memory_mb > 0 ? options.memory_mb * 1048576.0
-                                                            : detail::MemoryBudget::half_available());
+                                                            : detail::MemoryBudget::half_available(device));
         symmetrizer.emplace(options.rotations, device, dtype, path, &memory);
     }
 

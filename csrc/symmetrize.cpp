@@ -3,6 +3,7 @@
 // work stays on the model's device; results cross to the host once per evaluation.
 #include "symmetrize.hpp"
 
+#include <ATen/DeviceAccelerator.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -34,7 +35,20 @@ torch::Tensor matrices_tensor(const RotationSet& set, torch::Device device) {
 }
 }  // namespace
 
-int64_t MemoryBudget::heap_in_use() {
+namespace {
+c10::DeviceIndex device_index(const torch::Device& device) {
+    return device.has_index() ? device.index() : at::accelerator::getDeviceIndex();
+}
+}  // namespace
+
+int64_t MemoryBudget::in_use(const torch::Device& device) {
+    if (!device.is_cpu()) {
+        try {  // the caching allocator's bytes in tensors (aggregate over its pools)
+            return at::accelerator::getDeviceStats(device_index(device)).allocated_bytes[0].current;
+        } catch (const std::exception&) {
+            return -1;
+        }
+    }
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
     const struct mallinfo2 info = mallinfo2();
     return static_cast<int64_t>(info.uordblks + info.hblkhd);
@@ -43,7 +57,14 @@ int64_t MemoryBudget::heap_in_use() {
 #endif
 }
 
-double MemoryBudget::half_available() {
+double MemoryBudget::half_available(const torch::Device& device) {
+    if (!device.is_cpu()) {
+        try {
+            return 0.5 * static_cast<double>(at::accelerator::getMemoryInfo(device_index(device)).first);
+        } catch (const std::exception&) {
+            return 0.0;
+        }
+    }
     std::ifstream meminfo("/proc/meminfo");
     std::string key;
     double kb = 0.0;
@@ -157,8 +178,7 @@ Symmetrized Symmetrizer::evaluate(const RotatingInput& in, const std::vector<Par
     const bool tuning = n_rot > 1 && options_.chunk == 0;
     const int64_t cap = memory_ ? memory_->items(in.edges, chunk_cap(in.edges, n_rot)) : chunk_cap(in.edges, n_rot);
     const int64_t chunk = n_rot == 1 ? 1 : tuning ? tuner_.choose(in.edges, cap) : options_.chunk;
-    // the heap is the CPU's: device memory is not measured
-    const bool measure = memory_ != nullptr && device_.is_cpu() && need_grad;
+    const bool measure = memory_ != nullptr && need_grad;
     const auto started = std::chrono::steady_clock::now();
     for (int64_t k0 = 0; k0 < n_rot; k0 += chunk) {
         const int64_t c = std::min(chunk, n_rot - k0);
@@ -167,7 +187,7 @@ Symmetrized Symmetrizer::evaluate(const RotatingInput& in, const std::vector<Par
         // the named scopes are the stages that benchmarks/grid_profile.py times
         // c rotated copies of the rows: r' = r R^T
         torch::Tensor input;
-        const int64_t heap_before = measure ? MemoryBudget::heap_in_use() : -1;
+        const int64_t in_use_before = measure ? MemoryBudget::in_use(device_) : -1;
         {
             RECORD_USER_SCOPE("symprobe::rotate");
             input = plain ? in.rows.unsqueeze(0) : torch::matmul(in.rows.unsqueeze(0), R.transpose(1, 2));
@@ -180,7 +200,7 @@ Symmetrized Symmetrizer::evaluate(const RotatingInput& in, const std::vector<Par
             per_atom = in.energies(input, c);
             if (in.rotated_outputs) in.rotated_outputs(R, w);
         }
-        if (heap_before >= 0) memory_->observe(c * in.edges, MemoryBudget::heap_in_use() - heap_before);
+        if (in_use_before >= 0) memory_->observe(c * in.edges, MemoryBudget::in_use(device_) - in_use_before);
         {
             RECORD_USER_SCOPE("symprobe::energies");
             per_atom = per_atom.to(torch::kFloat64);

@@ -61,17 +61,19 @@ private:
     int64_t cap_ = 1;         // cap of the last call
 };
 
-// The memory budget of one model call, and what one edge of one copy costs: the heap bytes a
+// The memory budget of one model call, and what one edge of one copy costs: the bytes a
 // forward pass leaves alive for the backward pass (saved activations; the peak of a call is
-// about this), measured around every CPU forward. Shared by the chunk of rotated copies and the
-// batch of structures, which both multiply edges per call.
+// about this), measured around every forward: on the CPU's heap, or by the device's caching
+// allocator. Shared by the chunk of rotated copies and the batch of structures, which both
+// multiply edges per call.
 class MemoryBudget {
 public:
     explicit MemoryBudget(double budget_bytes) : budget_(budget_bytes) {}
-    // Heap bytes in use now (glibc's allocator); -1 where unknown.
-    static int64_t heap_in_use();
-    // Half of the memory the system has available now (bytes); 0 where unknown.
-    static double half_available();
+    // Bytes in use now on `device` (glibc's heap on the CPU, the accelerator's allocator
+    // otherwise); -1 where unknown.
+    static int64_t in_use(const torch::Device& device);
+    // Half of the memory available now on `device` (bytes); 0 where unknown.
+    static double half_available(const torch::Device& device);
     // One forward pass over `edges` edges (all copies) kept `bytes` alive.
     void observe(int64_t edges, int64_t bytes);
     // Items of `edges_per_item` edges each that fit into one call: at most `cap`, at least 1;
@@ -123,7 +125,7 @@ private:
 
     // rotations per model call when the user left chunk = 0
     BatchTuner tuner_;
-    MemoryBudget* memory_;  // the model's, measured here on the CPU; may be null
+    MemoryBudget* memory_;  // the model's, measured here; may be null
 };
 
 }  // namespace detail

@@ -348,6 +348,21 @@ def test_water_pet_on_the_device_equals_cpu(accelerator):
     np.testing.assert_allclose(gpu["virial"], cpu["virial"], atol=1e-2)
 
 
+@pytest.mark.device
+def test_memory_budget_on_the_device(accelerator, reference_path):
+    """On a GPU the memory per edge is read from torch's caching allocator: measured after the
+    first call, and a budget that one copy fills keeps the automatic chunk at 1; the default
+    budget is half the device's free memory."""
+    path = reference_path("water-orientation")
+    atoms = water_box(64, seed=2)
+    model = symprobe.load_model(path, device=accelerator, rotations="grid 3", inversion=True, memory=1)
+    energies = [compute(model, atoms)["energy"] for _ in range(2)]
+    assert model.memory_per_edge_bytes > 0
+    assert model.chunk == 1
+    assert energies[1] == pytest.approx(energies[0], rel=1e-12)
+    assert symprobe.load_model(path, device=accelerator).memory_budget_bytes > 0
+
+
 @pytest.mark.parametrize("batch", [0, 1, 2, 3, 5])
 def test_batches_give_the_same_results_whatever_the_structures_per_call(reference_path, batch):
     """compute_batch evaluates `batch` structures per model call (0: tuned); the results equal

@@ -359,8 +359,8 @@ public:
     // first evaluations have tuned it (0 before).
     int64_t rotation_chunk() const;
     // The memory budget of one model call (bytes) and the memory one edge of one copy kept
-    // alive from forward to backward pass in the calls so far (bytes; 0 before the first call,
-    // and on a GPU, where it is not measured).
+    // alive from forward to backward pass in the calls so far, the largest seen (bytes; 0
+    // before the first call): the CPU's heap, or the device's caching allocator.
     double memory_budget_bytes() const;
     double memory_per_edge_bytes() const;
     // Structures per model call in compute_batch: the user's batch, else the automatic choice
