@@ -593,3 +593,24 @@ def test_error_and_md_read_ipi_xyz_with_its_cell(tmp_path, water_190, reference_
     row = json.loads((tmp_path / "out-md" / "rotational-error.json").read_text())["rows"][0]
     assert not any(key.startswith("label_") for key in row)
     np.testing.assert_allclose(start.cell.lengths(), frames[0].cell.lengths(), atol=1e-6)
+
+
+def test_bulk_example_fails_clearly_when_a_driver_stops(tmp_path):
+    """examples/probe/bulk.py: a driver that cannot start (an unknown model) ends the script with
+    a message naming its log, without leaving i-PI waiting for a client; bad arguments are
+    refused before anything runs."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "examples" / "probe" / "bulk.py"
+    run = subprocess.run([sys.executable, str(script), "--model", "no-such-model", "--time", "0.01",
+                          "--start", "0", "--runs", "plain", "--output", "out"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "plain: the driver stopped" in run.stderr and "out/plain/driver.log" in run.stderr
+    for argv, message in ((["--runs", "plain,plain"], "each run once"), (["--jobs", "0"], "--jobs must be >= 1"),
+                          (["--timestep", "0.3"], "must divide the 5 fs outer step")):
+        run = subprocess.run([sys.executable, str(script), *argv, "--output", "other"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and message in run.stderr
+        assert not (tmp_path / "other").exists()

@@ -116,6 +116,15 @@ def start_run(directory, run, args):
     return ipi, driver
 
 
+def stop_all(running):
+    """Kills the runs' processes and removes the socket files a killed i-PI leaves behind."""
+    for _, ipi, driver in running:
+        ipi.kill()
+        driver.kill()
+    for path in glob.glob(f"/tmp/ipi_symprobe-bulk-{os.getpid()}-*"):
+        os.remove(path)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="water-pet")
@@ -138,6 +147,10 @@ def main(argv=None):
     unknown = [r for r in runs if r not in DRIVER_OPTIONS]
     if unknown or not runs:
         p.error(f"--runs: unknown run {', '.join(unknown) or '(none)'}; choose from {', '.join(DRIVER_OPTIONS)}")
+    if len(set(runs)) != len(runs):
+        p.error(f"--runs: each run once, got {args.runs}")
+    if args.jobs < 1:
+        p.error(f"--jobs must be >= 1, got {args.jobs}")
     inner = OUTER_FS / args.timestep if args.timestep > 0 else 0
     if inner < 1 or abs(inner - round(inner)) > 1e-9:
         p.error(f"--timestep {args.timestep} fs must divide the 5 fs outer step of 2i")
@@ -158,6 +171,10 @@ def main(argv=None):
         for entry in list(running):
             run, ipi, driver = entry
             if ipi.poll() is None:
+                if driver.poll() is not None:  # i-PI would wait for its client forever
+                    stop_all(running)
+                    sys.exit(f"{run}: the driver stopped (exit {driver.returncode}) before i-PI finished; "
+                             f"see {output}/{run}/driver.log")
                 continue
             try:
                 driver.wait(60)
@@ -165,9 +182,7 @@ def main(argv=None):
                 driver.kill()
             running.remove(entry)
             if ipi.returncode != 0:
-                for _, other_ipi, other_driver in running:
-                    other_ipi.kill()
-                    other_driver.kill()
+                stop_all(running)
                 sys.exit(f"{run}: i-PI failed (exit {ipi.returncode}); see {output}/{run}/ipi.log and driver.log")
             print(f"{run}: done after {time.perf_counter() - started:.0f} s", flush=True)
 
