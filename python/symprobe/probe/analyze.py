@@ -116,6 +116,14 @@ class Run:
     notes: list = field(default_factory=list)
 
 
+def minimum_image(d, cell, pbc):
+    """Displacements d [..., 3] taken to their minimum image along the periodic axes."""
+    if not pbc.any():
+        return d
+    f = d @ np.linalg.inv(cell)
+    return (f - np.round(f) * pbc) @ cell
+
+
 def centroids(beads):
     """Frames of the ring polymers' centroids: each bead's positions taken to the minimum image
     of bead 0's, then averaged."""
@@ -124,12 +132,7 @@ def centroids(beads):
         x0 = frame.positions
         shifted = [x0]
         for bead in beads[1:]:
-            d = bead[k].positions - x0
-            if frame.pbc.any():
-                cell = frame.cell.array
-                f = d @ np.linalg.inv(cell)
-                d = (f - np.round(f) * frame.pbc) @ cell
-            shifted.append(x0 + d)
+            shifted.append(x0 + minimum_image(bead[k].positions - x0, frame.cell.array, frame.pbc))
         centroid = frame.copy()
         centroid.positions = np.mean(shifted, axis=0)
         out.append(centroid)
@@ -196,6 +199,17 @@ def blocks(n, n_blocks):
     return [range(edges[k], edges[k + 1]) for k in range(n_blocks)]
 
 
+def block_mean(values, n_blocks):
+    """Mean of a series and the standard error of its block means."""
+    values = np.asarray(values, float)
+    return mean_sem([values[list(b)].mean() for b in blocks(len(values), n_blocks)])
+
+
+def drift_per_atom(t, energy, n_atoms):
+    """Slope of a linear fit of energy (eV) against t (ps), per atom."""
+    return float(np.polyfit(t, energy, 1)[0] / n_atoms)
+
+
 def mean_sem(values):
     values = np.asarray(values, float)
     if len(values) < 2:
@@ -249,16 +263,8 @@ def unwrapped(frames):
     """Positions [F, N, 3] continuous in time: each step's displacement taken as its minimum
     image along periodic axes (frames must be closer in time than atoms move half a box)."""
     x = np.array([a.positions for a in frames])
-    if not frames[0].pbc.any():
-        return x
-    cell = frames[0].cell.array
-    inverse = np.linalg.inv(cell)
-    out = [x[0]]
-    for k in range(1, len(x)):
-        d = (x[k] - x[k - 1]) @ inverse
-        d -= np.round(d) * frames[0].pbc
-        out.append(out[-1] + d @ cell)
-    return np.array(out)
+    steps = minimum_image(np.diff(x, axis=0), frames[0].cell.array, frames[0].pbc)
+    return np.concatenate([x[:1], x[0] + np.cumsum(steps, axis=0)])
 
 
 def msd_curve(xs, t, max_lags=100):
@@ -307,18 +313,13 @@ def ipi_thermo(run, n_blocks):
     from ase.data import chemical_symbols
     table, out = run.properties, {}
     t = table["time{picosecond}"]
-    n = len(t)
-
-    def block_mean(values):
-        return mean_sem([values[list(b)].mean() for b in blocks(n, n_blocks)])
-
     out["t_ps"] = t.tolist()
     if "temperature{kelvin}" in table:
-        out["temperature_K"] = block_mean(table["temperature{kelvin}"])
+        out["temperature_K"] = block_mean(table["temperature{kelvin}"], n_blocks)
         out["temperature_series"] = table["temperature{kelvin}"].tolist()
-    if "conserved{electronvolt}" in table and n > 2:
+    if "conserved{electronvolt}" in table and len(t) > 2:
         conserved = table["conserved{electronvolt}"]
-        out["drift_eV_per_atom_per_ps"] = float(np.polyfit(t, conserved, 1)[0] / len(run.frames[0]))
+        out["drift_eV_per_atom_per_ps"] = drift_per_atom(t, conserved, len(run.frames[0]))
         out["etot_series"] = conserved.tolist()
     counts = {chemical_symbols[z]: int((run.frames[0].numbers == z).sum()) for z in set(run.frames[0].numbers)}
     for name, values in table.items():
@@ -327,7 +328,7 @@ def ipi_thermo(run, n_blocks):
             element = m.group(1)
             atoms = counts.get(element) if element else len(run.frames[0])
             if atoms:
-                mean, sem = block_mean(values / atoms)
+                mean, sem = block_mean(values / atoms, n_blocks)
                 out[f"kinetic_cv_{element or 'all'}_meV_per_atom"] = (1e3 * mean, 1e3 * sem)
     return out
 
@@ -341,14 +342,12 @@ def thermo(run, n_blocks):
     out = {"t_ps": run.times.tolist()}
     if all("temperature_K" in i for i in info):
         temps = np.array([i["temperature_K"] for i in info])
-        out["temperature_K"] = mean_sem([temps[list(b)].mean() for b in blocks(len(temps), n_blocks)])
+        out["temperature_K"] = block_mean(temps, n_blocks)
         out["temperature_series"] = temps.tolist()
     # the total energy is conserved without a thermostat only (symprobe md records which)
     if all("etot_eV" in i and i.get("thermostat", "none") == "none" for i in info) and len(info) > 2:
         etot = np.array([i["etot_eV"] for i in info])
-        n_atoms = len(run.frames[0])
-        slope = np.polyfit(run.times, etot, 1)[0] / n_atoms
-        out["drift_eV_per_atom_per_ps"] = float(slope)
+        out["drift_eV_per_atom_per_ps"] = drift_per_atom(run.times, etot, len(run.frames[0]))
         out["etot_series"] = etot.tolist()
     return out if len(out) > 1 else {}
 
