@@ -171,7 +171,9 @@ def main(argv=None):
         for entry in list(running):
             run, ipi, driver = entry
             if ipi.poll() is None:
-                if driver.poll() is not None:  # i-PI would wait for its client forever
+                # a driver that failed leaves i-PI waiting for its client forever (one that
+                # ended normally was told to by i-PI, which is finishing its output)
+                if driver.poll() not in (None, 0):
                     stop_all(running)
                     sys.exit(f"{run}: the driver stopped (exit {driver.returncode}) before i-PI finished; "
                              f"see {output}/{run}/driver.log")
