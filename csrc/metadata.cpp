@@ -255,6 +255,28 @@ ModelMetadata parse_metadata(const std::string& json, const std::string& origin)
     if (name != root.object.end() && name->second.type == Json::String) {
         meta.name = name->second.string;
     }
+    // optional: a layered model (methods embed and layer)
+    const bool has_layers = root.object.count("layers") > 0, has_features = root.object.count("features") > 0;
+    if (has_layers != has_features) {
+        throw Error(Error::InvalidModel, origin + ": metadata gives 'layers' without 'features' or the "
+                                                  "other way round; a layered model gives both");
+    }
+    if (has_layers) {
+        const double layers = field(root, "layers", Json::Number, origin).number;
+        const double features = field(root, "features", Json::Number, origin).number;
+        if (!(layers >= 1 && layers <= 1000 && layers == std::floor(layers)) ||
+            !(features >= 1 && features <= 1e6 && features == std::floor(features))) {
+            throw Error(Error::InvalidModel, origin + ": metadata 'layers' and 'features' must be positive integers");
+        }
+        meta.layers = static_cast<int>(layers);
+        meta.features = static_cast<int>(features);
+        if (meta.layers != meta.depth()) {
+            std::ostringstream msg;
+            msg << origin << ": metadata 'layers' (" << meta.layers << ") must equal interaction_range / cutoff ("
+                << meta.interaction_range << " / " << meta.cutoff << " A)";
+            throw Error(Error::InvalidModel, msg.str());
+        }
+    }
     return meta;
 }
 

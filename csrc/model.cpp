@@ -210,6 +210,10 @@ struct Model::Impl {
         if (!module.find_method("forward")) {
             throw Error(Error::InvalidModel, "model file '" + path + "' has no forward method");
         }
+        if (metadata.layers > 0 && !(module.find_method("embed") && module.find_method("layer"))) {
+            throw Error(Error::InvalidModel, "model file '" + path + "': metadata gives layers but the model lacks "
+                                             "the methods embed and layer (docs/model-contract.md)");
+        }
         module.eval();
         // the core differentiates with respect to positions only: no weight gradients, and
         // energy-only calls record no graph
@@ -287,6 +291,82 @@ struct Model::Impl {
         return energies;
     }
 
+    // A layered model over a graph whose other processes' nodes get their features by
+    // exchange: energies [c * n] of c copies; the layers' tensors are kept in `state` for
+    // layered_gradient.
+    torch::Tensor run_layers(detail::Layered& state, const torch::Tensor& species, const torch::Tensor& centers,
+                             const torch::Tensor& neighbors, const torch::Tensor& vectors) {
+        state.inputs.clear();
+        state.outputs.clear();
+        const int64_t copies = species.size(0) / state.n_nodes;
+        torch::Tensor energies;
+        try {
+            std::optional<torch::jit::GraphOptimizerEnabledGuard> unoptimised;
+            if (device.is_cpu()) unoptimised.emplace(false);
+            auto embedded = module.get_method("embed")({species}).toTuple();
+            torch::Tensor features = embedded->elements()[0].toTensor();
+            energies = embedded->elements()[1].toTensor().to(torch::kFloat64);
+            for (int k = 0; k < metadata.layers; ++k) {
+                if (k > 0) features = state.forward(features, copies);
+                auto out = module.get_method("layer")({int64_t{k}, species, features, centers, neighbors, vectors}).toTuple();
+                state.inputs.push_back(features);
+                features = out->elements()[0].toTensor();
+                state.outputs.push_back(features);
+                energies = energies + out->elements()[1].toTensor().to(torch::kFloat64);
+            }
+        } catch (const Error&) {
+            throw;
+        } catch (const std::exception& e) {
+            throw Error(Error::ModelFailure, model_error(path, e));
+        }
+        if (energies.dim() != 1 || energies.size(0) != species.size(0)) {
+            std::ostringstream msg;
+            msg << path << ": embed and layer returned energies of shape " << energies.sizes()
+                << "; the contract requires per-atom energies of shape [" << species.size(0) << "]";
+            throw Error(Error::ModelFailure, msg.str());
+        }
+        return energies;
+    }
+
+    // d total / d input through the layers: each layer's own gradient, and the features'
+    // gradients carried back layer by layer, the other processes' shares added by the exchange.
+    torch::Tensor layered_gradient(detail::Layered& state, const torch::Tensor& total, const torch::Tensor& input) {
+        const int64_t layers = static_cast<int64_t>(state.inputs.size());
+        const int64_t copies = input.size(0);
+        try {
+            // direct dependence of the energy on every layer's input features and on the vectors
+            std::vector<torch::Tensor> wrt(state.inputs.begin() + 1, state.inputs.end());
+            wrt.push_back(input);
+            // (every process makes the exchanges, also one whose energy depends on nothing)
+            std::vector<torch::Tensor> direct(wrt.size());
+            if (total.requires_grad()) direct = torch::autograd::grad({total}, wrt, {}, true, false, true);
+            torch::Tensor gradient = direct.back().defined() ? direct.back() : torch::zeros_like(input);
+            // features entering layer k (k >= 1) are the outputs of layer k - 1 (and, for the
+            // nodes of other processes, theirs): carry the gradient down
+            torch::Tensor carried;
+            for (int64_t k = layers - 1; k >= 1; --k) {
+                torch::Tensor g = direct[k - 1].defined() ? direct[k - 1] : torch::zeros_like(state.inputs[k]);
+                if (carried.defined()) g = g + carried;
+                g = state.reverse(g, copies);
+                std::vector<torch::Tensor> inputs_below{input};
+                if (k - 1 >= 1) inputs_below.push_back(state.inputs[k - 1]);
+                std::vector<torch::Tensor> below(inputs_below.size());
+                if (state.outputs[k - 1].requires_grad()) {
+                    below = torch::autograd::grad({state.outputs[k - 1]}, inputs_below, {g}, true, false, true);
+                }
+                if (below[0].defined()) gradient = gradient + below[0];
+                carried = inputs_below.size() > 1 && below[1].defined() ? below[1] : torch::Tensor();
+            }
+            state.inputs.clear();
+            state.outputs.clear();
+            return gradient;
+        } catch (const Error&) {
+            throw;
+        } catch (const std::exception& e) {
+            throw Error(Error::ModelFailure, model_error(path, e));
+        }
+    }
+
     // Evaluates a graph made of independent parts (structures): per part, energy, forces,
     // virial and diagnostics. The graph crosses to the model's device once.
     std::vector<Results> evaluate(const Graph& g, const std::vector<detail::Part>& parts, const Request& request) {
@@ -314,7 +394,12 @@ struct Model::Impl {
         }
         in.n_nodes = n;
         in.edges = n_edges;
-        // c rotated copies as one graph, nodes offset by copy
+        // c rotated copies as one graph, nodes offset by copy; a graph with a feature exchange
+        // runs layer by layer
+        detail::Layered layered;
+        layered.exchange = g.exchange;
+        layered.n_nodes = n;
+        in.collective = g.exchange != nullptr;
         in.energies = [&](const torch::Tensor& rows, int64_t c) {
             torch::Tensor s = species, ce = centers, nb = neighbors;
             if (c > 1) {
@@ -323,8 +408,14 @@ struct Model::Impl {
                 ce = (centers.unsqueeze(0) + offsets).reshape({-1});
                 nb = (neighbors.unsqueeze(0) + offsets).reshape({-1});
             }
-            return run_model(s, ce, nb, rows.reshape({c * n_edges, 3})).view({c, n});
+            torch::Tensor vectors = rows.reshape({c * n_edges, 3});
+            return (g.exchange ? run_layers(layered, s, ce, nb, vectors) : run_model(s, ce, nb, vectors)).view({c, n});
         };
+        if (g.exchange) {
+            in.gradient = [&](const torch::Tensor& total, const torch::Tensor& input) {
+                return layered_gradient(layered, total, input);
+            };
+        }
         // r_e = x_j - x_i + S.cell: dE/dx_i = -sum g_e (i centre) + sum g_e (i neighbour)
         in.forces = [&](const torch::Tensor& gradient) {
             torch::Tensor forces = torch::zeros({gradient.size(0), n, 3}, gradient.options());
@@ -529,7 +620,7 @@ struct Model::Impl {
     }
 
     Results evaluate_one(const Graph& g, const Request& request) {
-        if (options.atoms > 0 && g.n_energy_nodes > options.atoms) return evaluate_in_pieces(g, request);
+        if (options.atoms > 0 && g.n_energy_nodes > options.atoms && !g.exchange) return evaluate_in_pieces(g, request);
         return std::move(evaluate(g, {detail::Part{0, g.n_nodes, g.n_energy_nodes, 0, g.n_edges}}, request)[0]);
     }
 
@@ -865,6 +956,24 @@ Results Model::compute_graph(const Graph& g, const Request& request) {
                 msg << "edge vector " << e << " is not finite";
                 throw Error(Error::InvalidInput, msg.str());
             }
+        }
+    }
+    if (g.exchange) {
+        if (impl_->metadata.layers == 0) {
+            throw Error(Error::InvalidInput, "a graph with a feature exchange needs a layered model (methods embed "
+                                             "and layer, docs/model-contract.md); '" + impl_->path + "' has forward only");
+        }
+        for (int64_t e = 0; e < g.n_edges; ++e) {
+            if (g.centers[e] >= g.n_energy_nodes) {
+                std::ostringstream msg;
+                msg << "edge " << e << " is centred on atom " << g.centers[e] << ", which another process owns "
+                    << "(a graph with a feature exchange has edges of its own atoms [0, " << g.n_energy_nodes << ") only)";
+                throw Error(Error::InvalidInput, msg.str());
+            }
+        }
+        if (impl_->options.torque_free && !(g.pbc && (g.pbc[0] || g.pbc[1] || g.pbc[2]))) {
+            throw Error(Error::InvalidInput, "correction torque-free: a non-periodic system needs all its atoms in "
+                                             "one evaluation, not parts exchanging features");
         }
     }
     if (impl_->options.torque_free &&

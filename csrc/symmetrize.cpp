@@ -118,6 +118,29 @@ torch::Tensor Symmetrizer::gradient_of(const torch::Tensor& total, const torch::
     }
 }
 
+// Rows [c * n, F] as [n, c * F] (one row per node, all copies) in float64 on the CPU, as the
+// exchange reads them, and back.
+namespace {
+torch::Tensor node_rows(const torch::Tensor& t, int64_t copies, int64_t n) {
+    return t.detach().to(torch::kCPU, torch::kFloat64).view({copies, n, -1}).permute({1, 0, 2}).contiguous();
+}
+torch::Tensor copy_rows(const torch::Tensor& rows, int64_t copies, int64_t n, const torch::Tensor& like) {
+    return rows.view({n, copies, -1}).permute({1, 0, 2}).reshape({copies * n, -1}).to(like.device(), like.scalar_type());
+}
+}  // namespace
+
+torch::Tensor Layered::forward(const torch::Tensor& features, int64_t copies) const {
+    torch::Tensor rows = node_rows(features, copies, n_nodes);
+    exchange->forward(rows.data_ptr<double>(), rows.size(1) * rows.size(2));
+    return copy_rows(rows, copies, n_nodes, features).requires_grad_(true);
+}
+
+torch::Tensor Layered::reverse(const torch::Tensor& gradients, int64_t copies) const {
+    torch::Tensor rows = node_rows(gradients, copies, n_nodes);
+    exchange->reverse(rows.data_ptr<double>(), rows.size(1) * rows.size(2));
+    return copy_rows(rows, copies, n_nodes, gradients);
+}
+
 int64_t BatchTuner::choose(int64_t edges_per_item, int64_t cap) {
     if (edges_ < 0 || edges_per_item > 2 * edges_ || 2 * edges_per_item < edges_) {
         *this = BatchTuner();
@@ -175,9 +198,12 @@ Symmetrized Symmetrizer::evaluate(const RotatingInput& in, const std::vector<Par
         mean_forces = torch::zeros({n, 3}, f64);
         force_square = torch::zeros({n}, f64);  // sum_k w_k |F_k - F_ref|^2 per atom
     }
-    const bool tuning = n_rot > 1 && options_.chunk == 0;
+    const bool tuning = n_rot > 1 && options_.chunk == 0 && !in.collective;
     const int64_t cap = memory_ ? memory_->items(in.edges, chunk_cap(in.edges, n_rot)) : chunk_cap(in.edges, n_rot);
-    const int64_t chunk = n_rot == 1 ? 1 : tuning ? tuner_.choose(in.edges, cap) : options_.chunk;
+    const int64_t chunk = n_rot == 1                            ? 1
+                          : tuning                               ? tuner_.choose(in.edges, cap)
+                          : in.collective && options_.chunk == 0 ? 1
+                                                                 : options_.chunk;
     const bool measure = memory_ != nullptr && need_grad;
     const auto started = std::chrono::steady_clock::now();
     for (int64_t k0 = 0; k0 < n_rot; k0 += chunk) {
@@ -212,7 +238,8 @@ Symmetrized Symmetrizer::evaluate(const RotatingInput& in, const std::vector<Par
         torch::Tensor grad;
         {
             RECORD_USER_SCOPE("symprobe::model_backward");
-            grad = gradient_of((per_copy * w.unsqueeze(1)).sum(), input);
+            torch::Tensor total = (per_copy * w.unsqueeze(1)).sum();
+            grad = in.gradient ? in.gradient(total, input) : gradient_of(total, input);
         }
         torch::Tensor back;
         {

@@ -33,6 +33,26 @@ struct RotatingInput {
     // Optional: called after each model call with that chunk's rotations R [c, 3, 3] and
     // normalised weights w [c], for outputs other than the energy that must be rotated back.
     std::function<void(const torch::Tensor& R, const torch::Tensor& w)> rotated_outputs;
+    // Optional: d total / d rows [c, m, 3] for the copies of the last `energies` call, in place
+    // of one autograd pass (a layered evaluation chains its layers' gradients).
+    std::function<torch::Tensor(const torch::Tensor& total, const torch::Tensor& rows)> gradient;
+    // The calls exchange data with other processes, which must make the same calls: the same
+    // copies per call everywhere (the user's chunk, else 1), not a per-process tuning.
+    bool collective = false;
+};
+
+// A layered model's evaluation across processes: between layers the features of the nodes
+// [n_energy, n) come from their owners through the exchange, and their gradients go back.
+struct Layered {
+    FeatureExchange* exchange = nullptr;
+    int64_t n_nodes = 0;
+    std::vector<torch::Tensor> inputs;   // features entering each layer (leaves from layer 1 on)
+    std::vector<torch::Tensor> outputs;  // features each layer returned
+    // features [c * n, F] of c copies -> the same with the others' rows exchanged: a new leaf
+    // that records gradients
+    torch::Tensor forward(const torch::Tensor& features, int64_t copies) const;
+    // gradients [c * n, F] -> the owners' sums in the own rows, zero in the others'
+    torch::Tensor reverse(const torch::Tensor& gradients, int64_t copies) const;
 };
 
 // How many items (rotated copies, structures) go into one model call. Batching amortises

@@ -204,13 +204,27 @@ void PairSymprobe::init_style() {
     // neighbour lists of their own.
     merge_by_id_ = atom->tag_enable != 0;
     const int depth = model_->metadata().depth();
-    remote_hops_ = comm->nprocs == 1 && merge_by_id_ ? 0 : depth - 1;
+    // a layered model on several ranks: each rank evaluates its own atoms layer by layer, the
+    // ghosts' features exchanged between layers (ghosts out to one cutoff)
+    // (the option atoms keeps the remote neighbourhoods: its pieces are evaluated whole)
+    exchange_ = comm->nprocs > 1 && merge_by_id_ && depth > 1 && model_->metadata().layers > 0 &&
+                model_->options().atoms == 0;
+    remote_hops_ = (comm->nprocs == 1 && merge_by_id_) || exchange_ ? 0 : depth - 1;
     ghostneigh = remote_hops_ > 0 ? 1 : 0;
+    // doubles per atom of one exchange: the features of the rotated copies of one model call
+    // (the user's chunk, else one copy per call: every rank must make the same calls)
+    const int copies = std::max(1, model_->options().rotations.chunk);
+    comm_forward = comm_reverse = exchange_ ? model_->metadata().features * copies : 0;
     report_graph_ = true;
     neighbor->add_request(this, ghostneigh ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
                                            : NeighConst::REQ_FULL);
     if (comm->me == 0) {
-        if (remote_hops_ == 0 && merge_by_id_ && depth > 1) {
+        if (exchange_) {
+            utils::logmesg(lmp, "symprobe: {} ranks: each rank evaluates its own atoms, layer by layer; the "
+                                "features of ghost atoms ({} per atom and rotated copy) come from their "
+                                "owners between layers (ghosts out to one cutoff, {} A)\n",
+                           comm->nprocs, model_->metadata().features, model_cutoff_);
+        } else if (remote_hops_ == 0 && merge_by_id_ && depth > 1) {
             utils::logmesg(lmp, "symprobe: one rank: ghost atoms are mapped to the local atoms they image\n");
         } else if (remote_hops_ > 0) {
             utils::logmesg(lmp, "symprobe: {} ranks: each rank evaluates the neighbourhoods of remote "
@@ -313,6 +327,7 @@ void PairSymprobe::compute(int eflag, int vflag) {
         frontier_.push_back(i);
     }
     const int64_t n_local_nodes = static_cast<int64_t>(atom_of_.size());
+    n_local_nodes_ = n_local_nodes;
     // the node of atom j, made on first sight: `fresh` says whether it is new
     const auto node_of = [&](int j, bool& fresh) -> int64_t {
         fresh = false;
@@ -366,8 +381,13 @@ void PairSymprobe::compute(int eflag, int vflag) {
         int64_t most[4];
         MPI_Allreduce(mine, most, 4, MPI_INT64_T, MPI_MAX, world);
         if (comm->me == 0 && comm->nprocs > 1) {
-            utils::logmesg(lmp, "symprobe: largest graph of a rank: {} local atoms, {} remote centres, "
-                                "{} remote neighbours, {} edges\n", most[0], most[1], most[2], most[3]);
+            if (exchange_) {
+                utils::logmesg(lmp, "symprobe: largest graph of a rank: {} local atoms, {} ghost atoms "
+                                    "(features exchanged), {} edges\n", most[0], most[2], most[3]);
+            } else {
+                utils::logmesg(lmp, "symprobe: largest graph of a rank: {} local atoms, {} remote centres, "
+                                    "{} remote neighbours, {} edges\n", most[0], most[1], most[2], most[3]);
+            }
         }
     }
     symprobe::Results r;
@@ -399,16 +419,96 @@ void PairSymprobe::compute(int eflag, int vflag) {
             g.positions = positions_.data();
         }
         g.pbc = pbc;
+        if (exchange_) g.exchange = &exchange_rows_of_;
         if (finite_correction) request.masses = node_masses();
         try {
             r = model_->compute_graph(g, request);
         } catch (const symprobe::Error& e) {
             error->one(FLERR, "pair_style symprobe: {}", e.what());
         }
-    } else {  // a rank without atoms of this style still joins the reduction below
+    } else {  // a rank without atoms of this style still joins the exchanges and the reduction below
+        if (exchange_) idle_exchanges();
         r.diagnostics.rotation_energies.assign(model_->rotation_weights().size(), 0.0);
     }
     tally(r, n_nodes, n_local_nodes);
+}
+
+// The exchanges of one evaluation, as the core makes them (per model call of `copies` rotated
+// copies: a forward exchange before every layer but the first, then, for the forces, a reverse
+// exchange after every such layer's backward pass), for a rank without atoms of this style.
+void PairSymprobe::idle_exchanges() {
+    const int64_t rotations = static_cast<int64_t>(model_->rotation_weights().size());
+    const int64_t chunk = std::max(1, model_->options().rotations.chunk);
+    const int64_t features = model_->metadata().features, layers = model_->metadata().layers;
+    for (int64_t first = 0; first < rotations; first += chunk) {
+        const int64_t width = features * std::min(chunk, rotations - first);
+        for (int64_t k = 1; k < layers; ++k) exchange_rows_of_.forward(nullptr, width);
+        for (int64_t k = 1; k < layers; ++k) exchange_rows_of_.reverse(nullptr, width);
+    }
+}
+
+// FeatureExchange: rows [nodes, width] of the graph; LAMMPS's communication works on atoms.
+void PairSymprobe::Exchange::forward(double* features, int64_t width) {
+    pair->forward_features(features, width);
+}
+
+void PairSymprobe::Exchange::reverse(double* gradients, int64_t width) {
+    pair->reverse_gradients(gradients, width);
+}
+
+void PairSymprobe::forward_features(double* features, int64_t width) {
+    const int nall = atom->nlocal + atom->nghost;
+    exchange_width_ = static_cast<int>(width);
+    exchange_rows_.assign(static_cast<size_t>(nall) * width, 0.0);
+    const int64_t n_nodes = features ? static_cast<int64_t>(atom_of_.size()) : 0;
+    for (int64_t k = 0; k < std::min(n_nodes, n_local_nodes_); ++k)
+        std::copy_n(features + k * width, width, &exchange_rows_[static_cast<size_t>(atom_of_[k]) * width]);
+    comm->forward_comm(this, exchange_width_);
+    for (int64_t k = n_local_nodes_; k < n_nodes; ++k)
+        std::copy_n(&exchange_rows_[static_cast<size_t>(atom_of_[k]) * width], width, features + k * width);
+}
+
+void PairSymprobe::reverse_gradients(double* gradients, int64_t width) {
+    const int nall = atom->nlocal + atom->nghost;
+    exchange_width_ = static_cast<int>(width);
+    exchange_rows_.assign(static_cast<size_t>(nall) * width, 0.0);
+    const int64_t n_nodes = gradients ? static_cast<int64_t>(atom_of_.size()) : 0;
+    for (int64_t k = 0; k < n_nodes; ++k)  // a node's row goes to one of its images
+        std::copy_n(gradients + k * width, width, &exchange_rows_[static_cast<size_t>(atom_of_[k]) * width]);
+    comm->reverse_comm(this, exchange_width_);
+    for (int64_t k = 0; k < n_nodes; ++k) {
+        double* row = gradients + k * width;
+        if (k < n_local_nodes_) {
+            std::copy_n(&exchange_rows_[static_cast<size_t>(atom_of_[k]) * width], width, row);
+        } else {
+            std::fill_n(row, width, 0.0);
+        }
+    }
+}
+
+int PairSymprobe::pack_forward_comm(int n, int* list, double* buf, int, int*) {
+    const int w = exchange_width_;
+    for (int i = 0; i < n; ++i) std::copy_n(&exchange_rows_[static_cast<size_t>(list[i]) * w], w, buf + i * w);
+    return n * w;
+}
+
+void PairSymprobe::unpack_forward_comm(int n, int first, double* buf) {
+    const int w = exchange_width_;
+    std::copy_n(buf, static_cast<size_t>(n) * w, &exchange_rows_[static_cast<size_t>(first) * w]);
+}
+
+int PairSymprobe::pack_reverse_comm(int n, int first, double* buf) {
+    const int w = exchange_width_;
+    std::copy_n(&exchange_rows_[static_cast<size_t>(first) * w], static_cast<size_t>(n) * w, buf);
+    return n * w;
+}
+
+void PairSymprobe::unpack_reverse_comm(int n, int* list, double* buf) {
+    const int w = exchange_width_;
+    for (int i = 0; i < n; ++i) {
+        double* row = &exchange_rows_[static_cast<size_t>(list[i]) * w];
+        for (int c = 0; c < w; ++c) row[c] += buf[i * w + c];
+    }
 }
 
 // The masses of the graph's nodes (LAMMPS's per-atom or per-type masses, amu in units metal and

@@ -4,16 +4,12 @@
 
 #include "pair.h"
 
+#include "symprobe/symprobe.hpp"
+
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-namespace symprobe {
-class Model;
-struct Request;
-struct Results;
-}
 
 namespace LAMMPS_NS {
 
@@ -31,6 +27,10 @@ public:
     void write_restart(FILE *) override;
     void read_restart(FILE *) override;
     void *extract(const char *, int &) override;
+    int pack_forward_comm(int, int *, double *, int, int *) override;
+    void unpack_forward_comm(int, int, double *) override;
+    int pack_reverse_comm(int, int, double *) override;
+    void unpack_reverse_comm(int, int *, double *) override;
 
 private:
     void load();
@@ -48,6 +48,22 @@ private:
     bool positions_model_ = false;       // the model takes positions (metatomic), not a graph
     bool merge_by_id_ = false;           // one graph node per atom ID, whatever its images
     int remote_hops_ = 0;                // hops from the local atoms whose neighbourhoods count
+    bool exchange_ = false;              // a layered model on several ranks: features exchanged
+    int64_t n_local_nodes_ = 0;          // graph nodes of local atoms (the first ones)
+    int exchange_width_ = 0;             // doubles per atom of the exchange under way
+    std::vector<double> exchange_rows_;  // [nall, exchange_width_] in LAMMPS's atom order
+    void idle_exchanges();
+    void forward_features(double *features, int64_t width);
+    void reverse_gradients(double *gradients, int64_t width);
+    // The core's feature exchange: between the layers of a layered model the features of ghost
+    // atoms come from their owners (forward_comm), their gradients go back (reverse_comm).
+    struct Exchange : symprobe::FeatureExchange {
+        explicit Exchange(PairSymprobe *pair) : pair(pair) {}
+        void forward(double *features, int64_t width) override;
+        void reverse(double *gradients, int64_t width) override;
+        PairSymprobe *pair;
+    };
+    Exchange exchange_rows_of_{this};
     bool report_graph_ = false;          // log the graph sizes at the first step of a run
     // the graph handed to the core, kept between steps to reuse the memory
     std::vector<int64_t> node_of_, atom_of_, centers_, neighbors_;

@@ -446,16 +446,23 @@ print "PE $(pe:%.17g)"
     assert np.ptp(np.array(first_atoms), axis=0).max() > 1e-4  # the beads have separated
 
 
-@pytest.mark.parametrize("ranks,molecules,layers,options", [
-    (1, 64, 2, ""), (2, 64, 2, ""), (4, 64, 2, ""), (1, 8, 2, ""), (2, 8, 2, ""), (4, 8, 2, ""),
-    (2, 64, 3, ""), (4, 64, 3, ""), (1, 64, 3, "atoms 40"), (2, 64, 3, "atoms 40")])
-def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks, molecules, layers, options):
+@pytest.mark.parametrize("ranks,molecules,layers,options,layered", [
+    (1, 64, 2, "", False), (2, 64, 2, "", False), (4, 64, 2, "", False), (1, 8, 2, "", False),
+    (2, 8, 2, "", False), (4, 8, 2, "", False), (2, 64, 3, "", False), (4, 64, 3, "", False),
+    (1, 64, 3, "atoms 40", False), (2, 64, 3, "atoms 40", True),
+    (2, 64, 2, "", True), (4, 64, 3, "", True), (2, 8, 2, "", True), (4, 8, 3, "", True),
+    (2, 64, 2, "rotations grid 2 inversion yes", True),
+    (3, 64, 3, "rotations grid 1 inversion yes chunk 3", True),
+    (2, 64, 2, "rotations random seed 5", True)])
+def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks, molecules, layers, options, layered):
     """A PET of 2 or 3 layers (interaction range layers x cutoff): on one rank the ghosts are
     mapped to the local atoms they image (the periodic graph); on several ranks each rank merges
-    ghost images by atom ID and evaluates the neighbourhoods of remote atoms up to layers - 1 hops
-    from its own. All give the core's energies, forces and virial, also in a box (6.2 A,
-    8 molecules) where an atom sees its own images and a rank's slab is thinner than a cutoff,
-    and with the option `atoms` (each rank's atoms evaluated in pieces)."""
+    ghost images by atom ID and either evaluates the neighbourhoods of remote atoms up to
+    layers - 1 hops from its own, or, for a model exported with its layers (methods embed and
+    layer), evaluates its own atoms only with the ghosts' features exchanged between layers. All
+    give the core's energies, forces and virial, also in a box (6.2 A, 8 molecules) where an atom
+    sees its own images and a rank's slab is thinner than a cutoff, with rotated copies in
+    chunks, and with the option `atoms` (each rank's atoms evaluated in pieces, with halos)."""
     import torch
     from symprobe.training.pet import PET
     torch.manual_seed(0)
@@ -465,17 +472,57 @@ def test_message_passing_model_with_ghost_neighbourhoods(tmp_path, ranks, molecu
         for layer in module.layers:
             for head in (layer.atom_energy, layer.bond_energy):
                 head[-1].weight.normal_(0, 0.3)
+    layers_meta = dict(layers=layers, features=16) if layered else {}
     path = symprobe.export_model(module, tmp_path / "pet.pt", cutoff=3.0,
-                                 interaction_range=module.interaction_range, elements=["H", "O"])
+                                 interaction_range=module.interaction_range, elements=["H", "O"],
+                                 **layers_meta)
     atoms = water_box(molecules, seed=9)
+    # the same options in Python (LAMMPS's `run 0` evaluates step 0, the core's first step)
+    tokens = options.split()
+    python_options = {"atoms": 40} if "atoms" in options else {
+        "rotations": " ".join(tokens[1:tokens.index("inversion") if "inversion" in tokens else 2]),
+        "inversion": "inversion" in tokens, "seed": int(tokens[-1]) if "seed" in tokens else 0,
+        "chunk": int(tokens[-1]) if "chunk" in tokens else 0} if tokens else None
     ref, pe, pe_sum, pv, _, forces, _ = compare_with_core(tmp_path, atoms, str(path), options=options,
-                                                         ranks=ranks)
+                                                         ranks=ranks, python_options=python_options)
     log = (tmp_path / "screen.txt").read_text()
+    exchanged = layered and ranks > 1 and "atoms" not in options
     assert ("ghost atoms are mapped to the local atoms they image" in log) == (ranks == 1)
     assert (f"remote atoms up to {layers - 1} hop(s) from its own, ghost images merged by atom ID"
-            in log) == (ranks > 1)
+            in log) == (ranks > 1 and not exchanged)
+    assert ("each rank evaluates its own atoms, layer by layer" in log) == exchanged
     assert pe == pytest.approx(ref["energy"], rel=1e-10)
     assert pe_sum == pytest.approx(ref["energy"], rel=1e-10)
+    np.testing.assert_allclose(forces, ref["forces"], atol=1e-9 * np.abs(ref["forces"]).max())
+    assert_pressure_is_virial(pv, ref["virial"], rtol=1e-8)
+
+
+def test_exchange_with_a_rank_without_atoms(tmp_path):
+    """A slab of water in a box twice its width on 2 ranks: one rank owns no atom of the model
+    and still joins every feature exchange of the others (else they would wait for it forever);
+    the results are the core's."""
+    import torch
+    from symprobe.training.pet import PET
+    torch.manual_seed(1)
+    module = PET([1, 8], cutoff=3.0, cutoff_width=0.5, d_model=16, n_heads=2, d_ff=32, n_layers=3)
+    with torch.no_grad():
+        for layer in module.layers:
+            layer.atom_energy[-1].weight.normal_(0, 0.3)
+    path = symprobe.export_model(module, tmp_path / "pet.pt", cutoff=3.0, interaction_range=9.0,
+                                 elements=["H", "O"], layers=3, features=16)
+    atoms = water_box(8, seed=2)
+    atoms.wrap()
+    cell = atoms.cell.array.copy()
+    cell[0, 0] *= 3.5
+    atoms.set_cell(cell)
+    options = "rotations grid 1 inversion yes"
+    ref, pe, pe_sum, pv, _, forces, _ = compare_with_core(
+        tmp_path, atoms, str(path), options=options, ranks=2,
+        python_options={"rotations": "grid 1", "inversion": True})
+    log = (tmp_path / "screen.txt").read_text()
+    assert "each rank evaluates its own atoms, layer by layer" in log
+    assert "largest graph of a rank: 24 local atoms" in log  # all atoms on one rank
+    assert pe == pytest.approx(ref["energy"], rel=1e-10)
     np.testing.assert_allclose(forces, ref["forces"], atol=1e-9 * np.abs(ref["forces"]).max())
     assert_pressure_is_virial(pv, ref["virial"], rtol=1e-8)
 

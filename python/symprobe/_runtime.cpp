@@ -5,6 +5,7 @@
 
 #include "symprobe/symprobe.hpp"
 
+#include <optional>
 #include <sstream>
 
 namespace py = pybind11;
@@ -14,6 +15,29 @@ namespace {
 
 using Doubles = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using Ints = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+// A Python object with forward(features) and reverse(gradients), each given a writable float64
+// array [n_nodes, width] to change in place, as the core's feature exchange.
+class PythonExchange : public symprobe::FeatureExchange {
+public:
+    PythonExchange(py::object exchange, int64_t n_nodes) : exchange_(std::move(exchange)), n_(n_nodes) {}
+    void forward(double* features, int64_t width) override { call("forward", features, width); }
+    void reverse(double* gradients, int64_t width) override { call("reverse", gradients, width); }
+
+private:
+    void call(const char* name, double* rows, int64_t width) {
+        py::gil_scoped_acquire gil;
+        py::capsule owner(rows, [](void*) {});  // a view: the core owns the rows
+        py::array_t<double> view({n_, width}, {width * 8, int64_t{8}}, rows, owner);
+        try {
+            exchange_.attr(name)(view);
+        } catch (py::error_already_set& e) {
+            throw Error(Error::InvalidInput, std::string("feature exchange ") + name + ": " + e.what());
+        }
+    }
+    py::object exchange_;
+    int64_t n_;
+};
 
 std::string shape_of(const py::array& a) {
     std::ostringstream s;
@@ -323,7 +347,8 @@ PYBIND11_MODULE(_runtime, m) {
             [](symprobe::Model& model, const py::object& numbers, const py::object& centers,
                const py::object& neighbors, const py::object& vectors, int64_t n_energy_nodes,
                bool forces, bool virial, bool energies, bool atomic_virials, bool forces_rms_spread,
-               int64_t step, const py::object& positions, const py::object& pbc, const py::object& masses) {
+               int64_t step, const py::object& positions, const py::object& pbc, const py::object& masses,
+               const py::object& exchange) {
                 auto c = Ints::ensure(centers), nb = Ints::ensure(neighbors);
                 auto v = Doubles::ensure(vectors);
                 if (!c || !nb || !v) throw py::value_error("graph arrays must be numeric");
@@ -352,6 +377,11 @@ PYBIND11_MODULE(_runtime, m) {
                     g.positions = where.positions.data();
                     g.pbc = where.pbc.data();
                 }
+                std::optional<PythonExchange> shared;
+                if (!exchange.is_none()) {
+                    shared.emplace(exchange, n);
+                    g.exchange = &*shared;
+                }
                 symprobe::Results r;
                 {
                     py::gil_scoped_release release;
@@ -363,5 +393,5 @@ PYBIND11_MODULE(_runtime, m) {
             py::arg("n_energy_nodes") = -1, py::arg("forces") = true, py::arg("virial") = true,
             py::arg("energies") = false, py::arg("atomic_virials") = false,
             py::arg("forces_rms_spread") = false, py::arg("step") = -1, py::arg("positions") = py::none(),
-            py::arg("pbc") = false, py::arg("masses") = py::none());
+            py::arg("pbc") = false, py::arg("masses") = py::none(), py::arg("exchange") = py::none());
 }

@@ -227,6 +227,10 @@ struct ModelMetadata {
     std::string length_unit;         // "A"
     std::string name;
     std::string json;                // the metadata as stored (metatomic: its ModelMetadata)
+    // A layered model (methods embed and layer, docs/model-contract.md): its message-passing
+    // layers and the width of its node features; 0 for a model with forward only.
+    int layers = 0;
+    int features = 0;
 
     // Message-passing depth: how many cutoffs the interaction range spans (>= 1). An atom's
     // energy depends on full neighbourhoods up to depth - 1 hops away.
@@ -280,6 +284,22 @@ struct Results {
     Diagnostics diagnostics;
 };
 
+// Node features of a graph shared between processes that each own part of a system (LAMMPS's MPI
+// ranks): a layered model's features of the nodes a process does not own come, between layers,
+// from the process that owns them, and their gradients go back to it. Rows are [n_nodes, width]
+// of the graph, in its node order; every process of the system makes the same calls in the
+// same order (they are collective).
+class FeatureExchange {
+public:
+    virtual ~FeatureExchange() = default;
+    // The rows of the nodes this process does not own [n_energy_nodes, n_nodes) replaced by
+    // their owners' rows.
+    virtual void forward(double* features, int64_t width) = 0;
+    // Gradients: the rows of nodes owned elsewhere added to their owners' rows (here or on the
+    // process that owns them), and set to zero.
+    virtual void reverse(double* gradients, int64_t width) = 0;
+};
+
 // A graph as the model contract sees it; lets front ends that own their neighbour lists (LAMMPS
 // ghosts) use the same evaluation path.
 struct Graph {
@@ -296,6 +316,12 @@ struct Graph {
     // [3], optional: periodicity of the system; needed by correction torque-free (with the
     // positions when the system is not periodic)
     const bool* pbc = nullptr;
+    // Optional, for a layered model: the nodes [n_energy_nodes, n_nodes) are images of atoms
+    // that other processes own and evaluate, and only the nodes [0, n_energy_nodes) may be edge
+    // centres. The model runs layer by layer; between layers the exchange brings the features of
+    // those nodes from their owners, so each process evaluates its own atoms only and the graph
+    // needs neighbours out to one cutoff, not the interaction range.
+    FeatureExchange* exchange = nullptr;
 };
 
 // One structure of a batch (views into the caller's arrays).

@@ -13,7 +13,7 @@ graphs can be evaluated in one call. Energies in eV, lengths in Angstrom.
 from __future__ import annotations
 
 import math
-from typing import Dict, List
+from typing import Dict, List, NamedTuple, Tuple
 
 import torch
 from torch import nn
@@ -27,6 +27,19 @@ def cutoff_function(r: torch.Tensor, cutoff: float, width: float) -> torch.Tenso
     """1 below cutoff - width, (1 + cos)/2 down to 0 at the cutoff (C1 smooth)."""
     x = torch.clamp((r - (cutoff - width)) / width, 0.0, 1.0)
     return 0.5 * (1.0 + torch.cos(math.pi * x))
+
+
+class Graph(NamedTuple):
+    """What every layer reads of the geometry: cutoff weights, edge features, and the atoms in
+    groups, each group's tokens padded to its widest neighbourhood."""
+    fc: torch.Tensor                 # [E] cutoff function of each edge
+    geometry: torch.Tensor           # [E, 3 + N_RADIAL] raw vector and Gaussians of |r|
+    position: torch.Tensor           # [N] of each atom in the group order
+    edge_back: torch.Tensor          # [E] group order -> edge order
+    group_atoms: List[torch.Tensor]
+    group_edges: List[torch.Tensor]
+    group_slots: List[torch.Tensor]
+    group_log_weights: List[torch.Tensor]
 
 
 class Block(nn.Module):
@@ -73,6 +86,35 @@ class Layer(nn.Module):
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
 
+    def forward(self, s: torch.Tensor, atom: torch.Tensor, energies: torch.Tensor,
+                centers: torch.Tensor, neighbors: torch.Tensor, graph: Graph) -> Tuple[torch.Tensor, torch.Tensor]:
+        """New atom tokens from the tokens `atom` of the layer before, and this layer's energies
+        (network units) added to `energies`."""
+        fc, geometry, position, edge_back = graph.fc, graph.geometry, graph.position, graph.edge_back
+        group_atoms, group_edges = graph.group_atoms, graph.group_edges
+        group_slots, group_log_weights = graph.group_slots, graph.group_log_weights
+        edge = (self.geometry(geometry) + self.neighbor_species(s[neighbors])
+                + self.neighbor_token(atom)[neighbors])
+        atom_parts: List[torch.Tensor] = []
+        edge_parts: List[torch.Tensor] = []
+        for g in range(len(group_atoms)):
+            n_group = group_atoms[g].shape[0]
+            width = group_log_weights[g].shape[1] - 1
+            padded = torch.zeros(n_group * width, edge.shape[1], dtype=edge.dtype,
+                                 device=edge.device)
+            padded[group_slots[g]] = edge[group_edges[g]]
+            tokens = torch.cat([atom[group_atoms[g]].unsqueeze(1),
+                                padded.reshape(n_group, width, edge.shape[1])], dim=1)
+            for block in self.blocks:
+                tokens = block(tokens, group_log_weights[g])
+            atom_parts.append(tokens[:, 0])
+            edge_parts.append(tokens[:, 1:].reshape(n_group * width, edge.shape[1])[group_slots[g]])
+        atom = torch.cat(atom_parts)[position]
+        edge_out = torch.cat(edge_parts)[edge_back]
+        energies = energies + self.atom_energy(atom).squeeze(-1)
+        energies = energies.index_add(0, centers, self.bond_energy(edge_out).squeeze(-1) * fc)
+        return atom, energies
+
 
 class PET(nn.Module):
     __jit_unused_properties__ = ["interaction_range"]
@@ -114,9 +156,42 @@ class PET(nn.Module):
 
     def forward(self, species: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
                 vectors: torch.Tensor) -> torch.Tensor:
-        n_atoms = species.shape[0]
-        n_edges = centers.shape[0]
         s = self.species_index[species]
+        graph = self._graph(s, centers, neighbors, vectors)
+        atom = self.atom_species(s).to(vectors.dtype)
+        energies = torch.zeros(species.shape[0], dtype=vectors.dtype, device=vectors.device)
+        for layer in self.layers:
+            atom, energies = layer(s, atom, energies, centers, neighbors, graph)
+        # float64 even for a float32 model: baselines are ~100 eV per atom, and float32 sums
+        # would round each atom to ~1e-5 eV, far above sub-meV rotational errors
+        return (energies.to(torch.float64) * self.energy_scale.to(torch.float64)
+                + self.baseline[s].to(torch.float64))
+
+    @torch.jit.export
+    def embed(self, species: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The node features [N, d_model] that enter the first layer, and the per-element
+        baseline energies [N] (eV, float64): the layered form of forward (model contract)."""
+        s = self.species_index[species]
+        return self.atom_species(s), self.baseline[s].to(torch.float64)
+
+    @torch.jit.export
+    def layer(self, k: int, species: torch.Tensor, features: torch.Tensor, centers: torch.Tensor,
+              neighbors: torch.Tensor, vectors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Layer k: the node features after it [N, d_model] and its per-atom energies [N] (eV,
+        float64), read from the features of the nodes before it. embed + all layers = forward."""
+        s = self.species_index[species]
+        graph = self._graph(s, centers, neighbors, vectors)
+        energies = torch.zeros(species.shape[0], dtype=vectors.dtype, device=vectors.device)
+        for i, layer in enumerate(self.layers):
+            if i == k:
+                atom, energies = layer(s, features, energies, centers, neighbors, graph)
+                return atom, energies.to(torch.float64) * self.energy_scale.to(torch.float64)
+        raise RuntimeError("layer index out of range")
+
+    def _graph(self, s: torch.Tensor, centers: torch.Tensor, neighbors: torch.Tensor,
+               vectors: torch.Tensor) -> Graph:
+        n_atoms = s.shape[0]
+        n_edges = centers.shape[0]
         r = torch.sqrt((vectors * vectors).sum(dim=1))
         fc = cutoff_function(r, self.cutoff, self.cutoff_width)
         # raw Cartesian vector + Gaussians of its length (0.5 A to the cutoff)
@@ -178,30 +253,5 @@ class PET(nn.Module):
         edge_back = torch.empty_like(centers)
         edge_back[torch.cat(group_edges)] = torch.arange(n_edges, device=centers.device)
 
-        atom = self.atom_species(s).to(vectors.dtype)
-        energies = torch.zeros(n_atoms, dtype=vectors.dtype, device=vectors.device)
-        for layer in self.layers:
-            edge = (layer.geometry(geometry) + layer.neighbor_species(s[neighbors])
-                    + layer.neighbor_token(atom)[neighbors])
-            atom_parts: List[torch.Tensor] = []
-            edge_parts: List[torch.Tensor] = []
-            for g in range(len(group_atoms)):
-                n_group = group_atoms[g].shape[0]
-                width = group_log_weights[g].shape[1] - 1
-                padded = torch.zeros(n_group * width, edge.shape[1], dtype=edge.dtype,
-                                     device=edge.device)
-                padded[group_slots[g]] = edge[group_edges[g]]
-                tokens = torch.cat([atom[group_atoms[g]].unsqueeze(1),
-                                    padded.reshape(n_group, width, edge.shape[1])], dim=1)
-                for block in layer.blocks:
-                    tokens = block(tokens, group_log_weights[g])
-                atom_parts.append(tokens[:, 0])
-                edge_parts.append(tokens[:, 1:].reshape(n_group * width, edge.shape[1])[group_slots[g]])
-            atom = torch.cat(atom_parts)[position]
-            edge_out = torch.cat(edge_parts)[edge_back]
-            energies = energies + layer.atom_energy(atom).squeeze(-1)
-            energies = energies.index_add(0, centers, layer.bond_energy(edge_out).squeeze(-1) * fc)
-        # float64 even for a float32 model: baselines are ~100 eV per atom, and float32 sums
-        # would round each atom to ~1e-5 eV, far above sub-meV rotational errors
-        return (energies.to(torch.float64) * self.energy_scale.to(torch.float64)
-                + self.baseline[s].to(torch.float64))
+        return Graph(fc, geometry, position, edge_back, group_atoms, group_edges, group_slots,
+                     group_log_weights)

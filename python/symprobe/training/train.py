@@ -448,7 +448,8 @@ def export_trained(model, path: str, config: dict, overwrite: bool = False) -> s
     return export_model(model, path, cutoff=model.cutoff, interaction_range=model.interaction_range,
                         elements=[element_symbol(z) for z in model.elements], dtype=export_dtype,
                         name=config["output"]["name"], description=config["output"]["description"],
-                        overwrite=overwrite, hypers=config["model"])
+                        overwrite=overwrite, hypers=config["model"], layers=len(model.layers),
+                        features=model.atom_species.embedding_dim)
 
 
 def export_run(run: str, path: str, overwrite: bool = False) -> str:
