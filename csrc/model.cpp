@@ -296,8 +296,7 @@ struct Model::Impl {
     // layered_gradient.
     torch::Tensor run_layers(detail::Layered& state, const torch::Tensor& species, const torch::Tensor& centers,
                              const torch::Tensor& neighbors, const torch::Tensor& vectors) {
-        state.inputs.clear();
-        state.outputs.clear();
+        state.clear();
         const int64_t copies = species.size(0) / state.n_nodes;
         torch::Tensor energies;
         try {
@@ -312,8 +311,10 @@ struct Model::Impl {
                 state.inputs.push_back(features);
                 features = out->elements()[0].toTensor();
                 state.outputs.push_back(features);
-                energies = energies + out->elements()[1].toTensor().to(torch::kFloat64);
+                state.layer_energies.push_back(out->elements()[1].toTensor().to(torch::kFloat64));
+                energies = energies + state.layer_energies.back();
             }
+            state.energies = energies;
         } catch (const Error&) {
             throw;
         } catch (const std::exception& e) {
@@ -328,37 +329,38 @@ struct Model::Impl {
         return energies;
     }
 
-    // d total / d input through the layers: each layer's own gradient, and the features'
-    // gradients carried back layer by layer, the other processes' shares added by the exchange.
+    // d total / d input through the layers, each layer's backward pass once: from the top, a
+    // layer's energies and output features (their gradient carried down from the layer above,
+    // the other processes' shares added by the exchange) back to its input features and the
+    // vectors.
     torch::Tensor layered_gradient(detail::Layered& state, const torch::Tensor& total, const torch::Tensor& input) {
         const int64_t layers = static_cast<int64_t>(state.inputs.size());
         const int64_t copies = input.size(0);
         try {
-            // direct dependence of the energy on every layer's input features and on the vectors
-            std::vector<torch::Tensor> wrt(state.inputs.begin() + 1, state.inputs.end());
-            wrt.push_back(input);
-            // (every process makes the exchanges, also one whose energy depends on nothing)
-            std::vector<torch::Tensor> direct(wrt.size());
-            if (total.requires_grad()) direct = torch::autograd::grad({total}, wrt, {}, true, false, true);
-            torch::Tensor gradient = direct.back().defined() ? direct.back() : torch::zeros_like(input);
-            // features entering layer k (k >= 1) are the outputs of layer k - 1 (and, for the
-            // nodes of other processes, theirs): carry the gradient down
-            torch::Tensor carried;
-            for (int64_t k = layers - 1; k >= 1; --k) {
-                torch::Tensor g = direct[k - 1].defined() ? direct[k - 1] : torch::zeros_like(state.inputs[k]);
-                if (carried.defined()) g = g + carried;
-                g = state.reverse(g, copies);
-                std::vector<torch::Tensor> inputs_below{input};
-                if (k - 1 >= 1) inputs_below.push_back(state.inputs[k - 1]);
-                std::vector<torch::Tensor> below(inputs_below.size());
-                if (state.outputs[k - 1].requires_grad()) {
-                    below = torch::autograd::grad({state.outputs[k - 1]}, inputs_below, {g}, true, false, true);
+            // every process makes the exchanges, also one whose energy depends on nothing
+            torch::Tensor per_atom;  // d total / d (per-atom energies), shared by every layer
+            if (total.requires_grad()) per_atom = torch::autograd::grad({total}, {state.energies}, {}, true, false, true)[0];
+            if (!per_atom.defined()) per_atom = torch::zeros_like(state.energies);
+            torch::Tensor gradient = torch::zeros_like(input);
+            torch::Tensor carried;  // d total / d (features after layer k), own rows complete
+            for (int64_t k = layers - 1; k >= 0; --k) {
+                std::vector<torch::Tensor> outputs, weights;
+                if (state.layer_energies[k].requires_grad()) {
+                    outputs.push_back(state.layer_energies[k]);
+                    weights.push_back(per_atom);
                 }
-                if (below[0].defined()) gradient = gradient + below[0];
-                carried = inputs_below.size() > 1 && below[1].defined() ? below[1] : torch::Tensor();
+                if (carried.defined() && state.outputs[k].requires_grad()) {
+                    outputs.push_back(state.outputs[k]);
+                    weights.push_back(carried);
+                }
+                std::vector<torch::Tensor> inputs{input};
+                if (k >= 1) inputs.push_back(state.inputs[k]);
+                std::vector<torch::Tensor> grads(inputs.size());
+                if (!outputs.empty()) grads = torch::autograd::grad(outputs, inputs, weights, false, false, true);
+                if (grads[0].defined()) gradient = gradient + grads[0];
+                if (k >= 1) carried = state.reverse(grads[1].defined() ? grads[1] : torch::zeros_like(state.inputs[k]), copies);
             }
-            state.inputs.clear();
-            state.outputs.clear();
+            state.clear();
             return gradient;
         } catch (const Error&) {
             throw;

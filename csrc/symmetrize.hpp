@@ -48,6 +48,14 @@ struct Layered {
     int64_t n_nodes = 0;
     std::vector<torch::Tensor> inputs;   // features entering each layer (leaves from layer 1 on)
     std::vector<torch::Tensor> outputs;  // features each layer returned
+    std::vector<torch::Tensor> layer_energies;  // [c * n] float64 of each layer
+    torch::Tensor energies;                     // [c * n] float64, their sum and embed's
+    void clear() {
+        inputs.clear();
+        outputs.clear();
+        layer_energies.clear();
+        energies = torch::Tensor();
+    }
     // features [c * n, F] of c copies -> the same with the others' rows exchanged: a new leaf
     // that records gradients
     torch::Tensor forward(const torch::Tensor& features, int64_t copies) const;
