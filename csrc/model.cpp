@@ -291,74 +291,150 @@ struct Model::Impl {
         return energies;
     }
 
-    // A layered model over a graph whose other processes' nodes get their features by
-    // exchange: energies [c * n] of c copies; the layers' tensors are kept in `state` for
-    // layered_gradient.
+    // One layer of a layered model: (features after it, its per-atom energies in float64).
+    std::pair<torch::Tensor, torch::Tensor> call_layer(int64_t k, const torch::Tensor& species, const torch::Tensor& features,
+                                                       const torch::Tensor& centers, const torch::Tensor& neighbors,
+                                                       const torch::Tensor& vectors) {
+        std::optional<torch::jit::GraphOptimizerEnabledGuard> unoptimised;  // as in run_model
+        if (device.is_cpu()) unoptimised.emplace(false);
+        auto out = module.get_method("layer")({k, species, features, centers, neighbors, vectors}).toTuple();
+        const int64_t n = species.size(0);
+        torch::Tensor next = out->elements()[0].toTensor(), energies = out->elements()[1].toTensor();
+        if (next.dim() != 2 || next.size(0) != n || next.size(1) != metadata.features || energies.dim() != 1 ||
+            energies.size(0) != n) {
+            std::ostringstream msg;
+            msg << path << ": layer " << k << " returned features of shape " << next.sizes() << " and energies of shape "
+                << energies.sizes() << "; the contract requires [" << n << ", " << metadata.features << "] and [" << n << "]";
+            throw Error(Error::ModelFailure, msg.str());
+        }
+        return {next, energies.to(torch::kFloat64)};
+    }
+
+    // A layered model, layer by layer: energies [c * n] of c copies. With an exchange, the
+    // features of other processes' nodes are replaced between layers. With pieces, each layer
+    // runs piece by piece without recording autograd (layered_gradient recomputes a piece's
+    // layer when it needs it), so that memory holds one piece's activations and every node's
+    // features per layer. The tensors the backward pass needs are kept in `state`.
     torch::Tensor run_layers(detail::Layered& state, const torch::Tensor& species, const torch::Tensor& centers,
                              const torch::Tensor& neighbors, const torch::Tensor& vectors) {
         state.clear();
         const int64_t copies = species.size(0) / state.n_nodes;
+        const bool pieces = !state.pieces.empty();
         torch::Tensor energies;
         try {
+            std::optional<torch::NoGradGuard> no_grad;
+            if (pieces) no_grad.emplace();
             std::optional<torch::jit::GraphOptimizerEnabledGuard> unoptimised;
             if (device.is_cpu()) unoptimised.emplace(false);
             auto embedded = module.get_method("embed")({species}).toTuple();
             torch::Tensor features = embedded->elements()[0].toTensor();
             energies = embedded->elements()[1].toTensor().to(torch::kFloat64);
-            for (int k = 0; k < metadata.layers; ++k) {
-                if (k > 0) features = state.forward(features, copies);
-                auto out = module.get_method("layer")({int64_t{k}, species, features, centers, neighbors, vectors}).toTuple();
-                state.inputs.push_back(features);
-                features = out->elements()[0].toTensor();
-                state.outputs.push_back(features);
-                state.layer_energies.push_back(out->elements()[1].toTensor().to(torch::kFloat64));
-                energies = energies + state.layer_energies.back();
+            if (features.dim() != 2 || features.size(0) != species.size(0) || features.size(1) != metadata.features ||
+                energies.dim() != 1 || energies.size(0) != species.size(0)) {
+                std::ostringstream msg;
+                msg << path << ": embed returned features of shape " << features.sizes() << " and energies of shape "
+                    << energies.sizes() << "; the contract requires [" << species.size(0) << ", " << metadata.features
+                    << "] and [" << species.size(0) << "]";
+                throw Error(Error::ModelFailure, msg.str());
             }
-            state.energies = energies;
+            state.species = species;
+            state.vectors = vectors.detach();
+            for (int64_t k = 0; k < metadata.layers; ++k) {
+                if (k > 0) features = state.forward(features, copies);
+                state.inputs.push_back(features);
+                if (!pieces) {
+                    auto [next, layer_energies] = call_layer(k, species, features, centers, neighbors, vectors);
+                    features = next;
+                    state.outputs.push_back(next);
+                    state.layer_energies.push_back(layer_energies);
+                    energies = energies + layer_energies;
+                    continue;
+                }
+                torch::Tensor next = torch::empty_like(features);
+                for (int64_t copy = 0; copy < copies; ++copy) {
+                    for (const detail::Layered::Piece& p : state.pieces) {
+                        const torch::Tensor nodes = p.nodes + copy * state.n_nodes, edges = p.edges + copy * state.n_edges;
+                        auto [out, layer_energies] = call_layer(k, species.index_select(0, nodes), features.index_select(0, nodes),
+                                                                p.centers, p.neighbors, vectors.index_select(0, edges));
+                        const torch::Tensor own = nodes.narrow(0, 0, p.n_centres);
+                        next.index_copy_(0, own, out.narrow(0, 0, p.n_centres));
+                        energies.index_add_(0, own, layer_energies.narrow(0, 0, p.n_centres));
+                    }
+                }
+                features = next;
+            }
+            // with pieces, the energies are where layered_gradient starts: a leaf
+            state.energies = pieces ? energies.detach().requires_grad_(true) : energies;
         } catch (const Error&) {
             throw;
         } catch (const std::exception& e) {
             throw Error(Error::ModelFailure, model_error(path, e));
         }
-        if (energies.dim() != 1 || energies.size(0) != species.size(0)) {
-            std::ostringstream msg;
-            msg << path << ": embed and layer returned energies of shape " << energies.sizes()
-                << "; the contract requires per-atom energies of shape [" << species.size(0) << "]";
-            throw Error(Error::ModelFailure, msg.str());
-        }
-        return energies;
+        return state.energies;
     }
 
     // d total / d input through the layers, each layer's backward pass once: from the top, a
     // layer's energies and output features (their gradient carried down from the layer above,
     // the other processes' shares added by the exchange) back to its input features and the
-    // vectors.
+    // vectors. With pieces, a piece's layer is evaluated again, recording autograd, and its
+    // backward pass follows at once.
     torch::Tensor layered_gradient(detail::Layered& state, const torch::Tensor& total, const torch::Tensor& input) {
         const int64_t layers = static_cast<int64_t>(state.inputs.size());
         const int64_t copies = input.size(0);
+        const bool pieces = !state.pieces.empty();
         try {
             // every process makes the exchanges, also one whose energy depends on nothing
             torch::Tensor per_atom;  // d total / d (per-atom energies), shared by every layer
             if (total.requires_grad()) per_atom = torch::autograd::grad({total}, {state.energies}, {}, true, false, true)[0];
             if (!per_atom.defined()) per_atom = torch::zeros_like(state.energies);
             torch::Tensor gradient = torch::zeros_like(input);
+            torch::Tensor rows = pieces ? gradient.view({-1, 3}) : torch::Tensor();  // [c * E, 3]
             torch::Tensor carried;  // d total / d (features after layer k), own rows complete
-            for (int64_t k = layers - 1; k >= 0; --k) {
+            // one layer's backward pass: outputs weighted by the energies' and features' gradients
+            const auto backward = [&](const torch::Tensor& layer_energies, const torch::Tensor& features_out,
+                                      const torch::Tensor& energy_weights, const torch::Tensor& feature_weights,
+                                      const std::vector<torch::Tensor>& wrt) {
                 std::vector<torch::Tensor> outputs, weights;
-                if (state.layer_energies[k].requires_grad()) {
-                    outputs.push_back(state.layer_energies[k]);
-                    weights.push_back(per_atom);
+                if (layer_energies.requires_grad()) {
+                    outputs.push_back(layer_energies);
+                    weights.push_back(energy_weights);
                 }
-                if (carried.defined() && state.outputs[k].requires_grad()) {
-                    outputs.push_back(state.outputs[k]);
-                    weights.push_back(carried);
+                if (feature_weights.defined() && features_out.requires_grad()) {
+                    outputs.push_back(features_out);
+                    weights.push_back(feature_weights);
                 }
-                std::vector<torch::Tensor> inputs{input};
-                if (k >= 1) inputs.push_back(state.inputs[k]);
-                std::vector<torch::Tensor> grads(inputs.size());
-                if (!outputs.empty()) grads = torch::autograd::grad(outputs, inputs, weights, false, false, true);
-                if (grads[0].defined()) gradient = gradient + grads[0];
-                if (k >= 1) carried = state.reverse(grads[1].defined() ? grads[1] : torch::zeros_like(state.inputs[k]), copies);
+                if (outputs.empty()) return std::vector<torch::Tensor>(wrt.size());
+                return torch::autograd::grad(outputs, wrt, weights, false, false, true);
+            };
+            for (int64_t k = layers - 1; k >= 0; --k) {
+                torch::Tensor below;  // d total / d (features entering layer k)
+                if (!pieces) {
+                    std::vector<torch::Tensor> wrt{input};
+                    if (k >= 1) wrt.push_back(state.inputs[k]);
+                    auto grads = backward(state.layer_energies[k], state.outputs[k], per_atom, carried, wrt);
+                    if (grads[0].defined()) gradient = gradient + grads[0];
+                    if (k >= 1) below = grads[1].defined() ? grads[1] : torch::zeros_like(state.inputs[k]);
+                } else {
+                    if (k >= 1) below = torch::zeros_like(state.inputs[k]);
+                    for (int64_t copy = 0; copy < copies; ++copy) {
+                        for (const detail::Layered::Piece& p : state.pieces) {
+                            const torch::Tensor nodes = p.nodes + copy * state.n_nodes, edges = p.edges + copy * state.n_edges;
+                            const torch::Tensor own = nodes.narrow(0, 0, p.n_centres);
+                            torch::Tensor features = state.inputs[k].index_select(0, nodes).detach().requires_grad_(k >= 1);
+                            torch::Tensor vectors = state.vectors.index_select(0, edges).requires_grad_(true);
+                            auto [out, layer_energies] = call_layer(k, state.species.index_select(0, nodes), features,
+                                                                    p.centers, p.neighbors, vectors);
+                            std::vector<torch::Tensor> wrt{vectors};
+                            if (k >= 1) wrt.push_back(features);
+                            auto grads = backward(layer_energies.narrow(0, 0, p.n_centres), out.narrow(0, 0, p.n_centres),
+                                                  per_atom.index_select(0, own),
+                                                  carried.defined() ? carried.index_select(0, own) : torch::Tensor(), wrt);
+                            if (grads[0].defined()) rows.index_add_(0, edges, grads[0]);
+                            if (k >= 1 && grads[1].defined()) below.index_add_(0, nodes, grads[1]);
+                        }
+                    }
+                }
+                if (k >= 1) carried = state.reverse(below, copies);
             }
             state.clear();
             return gradient;
@@ -398,9 +474,15 @@ struct Model::Impl {
         in.edges = n_edges;
         // c rotated copies as one graph, nodes offset by copy; a graph with a feature exchange
         // runs layer by layer
+        // a layered model with the option atoms runs its layers in pieces, without halos
+        const bool in_pieces = metadata.layers > 0 && options.atoms > 0 && g.n_energy_nodes > options.atoms &&
+                               parts.size() == 1;
+        const bool layers = g.exchange != nullptr || in_pieces;
         detail::Layered layered;
         layered.exchange = g.exchange;
         layered.n_nodes = n;
+        layered.n_edges = n_edges;
+        if (in_pieces) layered.pieces = layer_pieces(g);
         in.collective = g.exchange != nullptr;
         in.energies = [&](const torch::Tensor& rows, int64_t c) {
             torch::Tensor s = species, ce = centers, nb = neighbors;
@@ -411,9 +493,9 @@ struct Model::Impl {
                 nb = (neighbors.unsqueeze(0) + offsets).reshape({-1});
             }
             torch::Tensor vectors = rows.reshape({c * n_edges, 3});
-            return (g.exchange ? run_layers(layered, s, ce, nb, vectors) : run_model(s, ce, nb, vectors)).view({c, n});
+            return (layers ? run_layers(layered, s, ce, nb, vectors) : run_model(s, ce, nb, vectors)).view({c, n});
         };
-        if (g.exchange) {
+        if (layers) {
             in.gradient = [&](const torch::Tensor& total, const torch::Tensor& input) {
                 return layered_gradient(layered, total, input);
             };
@@ -622,7 +704,8 @@ struct Model::Impl {
     }
 
     Results evaluate_one(const Graph& g, const Request& request) {
-        if (options.atoms > 0 && g.n_energy_nodes > options.atoms && !g.exchange) return evaluate_in_pieces(g, request);
+        // a layered model evaluates its layers in pieces inside evaluate()
+        if (options.atoms > 0 && g.n_energy_nodes > options.atoms && metadata.layers == 0) return evaluate_in_pieces(g, request);
         return std::move(evaluate(g, {detail::Part{0, g.n_nodes, g.n_energy_nodes, 0, g.n_edges}}, request)[0]);
     }
 
@@ -688,6 +771,55 @@ struct Model::Impl {
         return out;
     }
 
+    // Edges grouped by centre (the model contract allows any order): those of node i are
+    // by_centre[first[i] .. first[i + 1]).
+    static void edges_by_centre(const Graph& g, std::vector<int64_t>& first, std::vector<int64_t>& by_centre) {
+        first.assign(g.n_nodes + 1, 0);
+        by_centre.resize(g.n_edges);
+        for (int64_t e = 0; e < g.n_edges; ++e) first[g.centers[e] + 1]++;
+        for (int64_t i = 0; i < g.n_nodes; ++i) first[i + 1] += first[i];
+        std::vector<int64_t> fill(first.begin(), first.end() - 1);
+        for (int64_t e = 0; e < g.n_edges; ++e) by_centre[fill[g.centers[e]]++] = e;
+    }
+
+    // The pieces of a layered evaluation (option atoms): the energy nodes in pieces(), the
+    // other nodes in runs of at most options.atoms; each piece's graph is its centres and the
+    // nodes their edges reach.
+    std::vector<detail::Layered::Piece> layer_pieces(const Graph& g) const {
+        std::vector<int64_t> first, by_centre;
+        edges_by_centre(g, first, by_centre);
+        std::vector<std::vector<int64_t>> partition = pieces(g, first, by_centre);
+        for (int64_t a = g.n_energy_nodes; a < g.n_nodes; a += options.atoms) {
+            partition.emplace_back();
+            for (int64_t v = a; v < std::min(g.n_nodes, a + options.atoms); ++v) partition.back().push_back(v);
+        }
+        std::vector<int64_t> local(g.n_nodes, -1);
+        std::vector<detail::Layered::Piece> out;
+        const auto tensor = [&](const std::vector<int64_t>& v) {
+            return torch::tensor(v, torch::TensorOptions().dtype(torch::kInt64)).to(device);
+        };
+        for (const std::vector<int64_t>& centres : partition) {
+            std::vector<int64_t> nodes(centres), edges, centers, neighbors;
+            for (size_t c = 0; c < centres.size(); ++c) local[centres[c]] = static_cast<int64_t>(c);
+            for (size_t c = 0; c < centres.size(); ++c) {
+                for (int64_t k = first[centres[c]]; k < first[centres[c] + 1]; ++k) {
+                    const int64_t e = by_centre[k], v = g.neighbors[e];
+                    if (local[v] < 0) {
+                        local[v] = static_cast<int64_t>(nodes.size());
+                        nodes.push_back(v);
+                    }
+                    edges.push_back(e);
+                    centers.push_back(static_cast<int64_t>(c));
+                    neighbors.push_back(local[v]);
+                }
+            }
+            for (int64_t v : nodes) local[v] = -1;
+            out.push_back({tensor(nodes), tensor(edges), tensor(centers), tensor(neighbors),
+                           static_cast<int64_t>(centres.size())});
+        }
+        return out;
+    }
+
     // One evaluation of a graph too large for one model call: every piece of energy nodes with
     // the nodes its energies depend on (full neighbourhoods within depth - 1 hops, then their
     // neighbours), summed. Same step, so the same rotations, for every piece.
@@ -700,14 +832,8 @@ struct Model::Impl {
         }
         const int64_t n = g.n_nodes, n_edges = g.n_edges;
         const int depth = metadata.depth();
-        // edges grouped by centre (the model contract allows any order)
-        std::vector<int64_t> first(n + 1, 0), by_centre(n_edges);
-        for (int64_t e = 0; e < n_edges; ++e) first[g.centers[e] + 1]++;
-        for (int64_t i = 0; i < n; ++i) first[i + 1] += first[i];
-        {
-            std::vector<int64_t> fill(first.begin(), first.end() - 1);
-            for (int64_t e = 0; e < n_edges; ++e) by_centre[fill[g.centers[e]]++] = e;
-        }
+        std::vector<int64_t> first, by_centre;
+        edges_by_centre(g, first, by_centre);
         Request sub_request = request;
         sub_request.step = request.step >= 0 ? request.step : static_cast<int64_t>(rotation_step);
 

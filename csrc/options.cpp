@@ -72,7 +72,8 @@ const std::vector<OptionInfo>& option_table() {
          "structures per model call in a batch (i-PI beads; 0 = automatic)"},
         {"atoms", "N", "0", false,
          "atoms whose energies one model call evaluates: a larger system is evaluated in pieces "
-         "of about N atoms, each with the neighbourhood its energies depend on (0 = whole system)"},
+         "of about N atoms, layer by layer for a layered model, else each with the neighbourhood "
+         "its energies depend on (0 = whole system)"},
         {"memory", "MB", "0", false,
          "memory budget of one model call in MB: the automatic chunk and batch put no more rotated "
          "copies or structures into one call than fit, as measured (0 = half the memory available "

@@ -130,12 +130,14 @@ torch::Tensor copy_rows(const torch::Tensor& rows, int64_t copies, int64_t n, co
 }  // namespace
 
 torch::Tensor Layered::forward(const torch::Tensor& features, int64_t copies) const {
+    if (!exchange) return features.detach().requires_grad_(true);
     torch::Tensor rows = node_rows(features, copies, n_nodes);
     exchange->forward(rows.data_ptr<double>(), rows.size(1) * rows.size(2));
     return copy_rows(rows, copies, n_nodes, features).requires_grad_(true);
 }
 
 torch::Tensor Layered::reverse(const torch::Tensor& gradients, int64_t copies) const {
+    if (!exchange) return gradients;
     torch::Tensor rows = node_rows(gradients, copies, n_nodes);
     exchange->reverse(rows.data_ptr<double>(), rows.size(1) * rows.size(2));
     return copy_rows(rows, copies, n_nodes, gradients);

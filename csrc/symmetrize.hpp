@@ -44,8 +44,21 @@ struct RotatingInput {
 // A layered model's evaluation across processes: between layers the features of the nodes
 // [n_energy, n) come from their owners through the exchange, and their gradients go back.
 struct Layered {
-    FeatureExchange* exchange = nullptr;
-    int64_t n_nodes = 0;
+    FeatureExchange* exchange = nullptr;  // may be null: one process
+    int64_t n_nodes = 0;                  // of one copy
+    int64_t n_edges = 0;                  // of one copy
+    // Pieces of one copy's nodes, evaluated one at a time in every layer (the option atoms):
+    // every node is a centre of one piece; a piece's graph holds its centres, then the other
+    // nodes its edges reach. Empty: the whole graph in each layer call.
+    struct Piece {
+        torch::Tensor nodes;               // [m] graph nodes, the centres first
+        torch::Tensor edges;               // [e] graph edges of the centres
+        torch::Tensor centers, neighbors;  // [e] in the piece's node numbering
+        int64_t n_centres = 0;
+    };
+    std::vector<Piece> pieces;
+    torch::Tensor species;               // [c * n] of the evaluation under way
+    torch::Tensor vectors;               // [c * E, 3] in the model's dtype, detached
     std::vector<torch::Tensor> inputs;   // features entering each layer (leaves from layer 1 on)
     std::vector<torch::Tensor> outputs;  // features each layer returned
     std::vector<torch::Tensor> layer_energies;  // [c * n] float64 of each layer
@@ -55,11 +68,14 @@ struct Layered {
         outputs.clear();
         layer_energies.clear();
         energies = torch::Tensor();
+        species = torch::Tensor();
+        vectors = torch::Tensor();
     }
     // features [c * n, F] of c copies -> the same with the others' rows exchanged: a new leaf
-    // that records gradients
+    // that records gradients (without an exchange: the features, as a leaf)
     torch::Tensor forward(const torch::Tensor& features, int64_t copies) const;
-    // gradients [c * n, F] -> the owners' sums in the own rows, zero in the others'
+    // gradients [c * n, F] -> the owners' sums in the own rows, zero in the others' (without an
+    // exchange: unchanged)
     torch::Tensor reverse(const torch::Tensor& gradients, int64_t copies) const;
 };
 

@@ -206,9 +206,7 @@ void PairSymprobe::init_style() {
     const int depth = model_->metadata().depth();
     // a layered model on several ranks: each rank evaluates its own atoms layer by layer, the
     // ghosts' features exchanged between layers (ghosts out to one cutoff)
-    // (the option atoms keeps the remote neighbourhoods: its pieces are evaluated whole)
-    exchange_ = comm->nprocs > 1 && merge_by_id_ && depth > 1 && model_->metadata().layers > 0 &&
-                model_->options().atoms == 0;
+    exchange_ = comm->nprocs > 1 && merge_by_id_ && depth > 1 && model_->metadata().layers > 0;
     remote_hops_ = (comm->nprocs == 1 && merge_by_id_) || exchange_ ? 0 : depth - 1;
     ghostneigh = remote_hops_ > 0 ? 1 : 0;
     // doubles per atom of one exchange: the features of the rotated copies of one model call

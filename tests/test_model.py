@@ -204,9 +204,9 @@ def test_core_evaluates_like_eager_and_restores_the_torchscript_setting(orientat
         np.testing.assert_allclose(out["forces"], forces, rtol=1e-10, atol=1e-10)
 
 
-@pytest.fixture(scope="module")
-def deep_pet(tmp_path_factory):
-    """An untrained 3-layer PET in float64 (interaction range 3 x cutoff), non-zero heads."""
+def deep_pet_file(path, layered):
+    """An untrained 3-layer PET in float64 (interaction range 3 x cutoff), non-zero heads;
+    `layered`: exported with its layers (methods embed and layer)."""
     from symprobe.training.pet import PET
     torch.manual_seed(3)
     module = PET([1, 8], cutoff=3.0, cutoff_width=0.5, d_model=16, n_heads=2, d_ff=32, n_layers=3)
@@ -214,20 +214,33 @@ def deep_pet(tmp_path_factory):
         for layer in module.layers:
             for head in (layer.atom_energy, layer.bond_energy):
                 head[-1].weight.normal_(0, 0.3)
-    return symprobe.export_model(module, tmp_path_factory.mktemp("deep") / "pet3.pt", cutoff=3.0,
-                                 interaction_range=module.interaction_range, elements=["H", "O"],
-                                 dtype=torch.float64)
+    return symprobe.export_model(module, path, cutoff=3.0, interaction_range=module.interaction_range,
+                                 elements=["H", "O"], dtype=torch.float64,
+                                 **(dict(layers=3, features=16) if layered else {}))
 
 
+@pytest.fixture(scope="module")
+def deep_pet(tmp_path_factory):
+    return deep_pet_file(tmp_path_factory.mktemp("deep") / "pet3.pt", layered=False)
+
+
+@pytest.fixture(scope="module")
+def layered_pet(tmp_path_factory):
+    return deep_pet_file(tmp_path_factory.mktemp("deep") / "pet3-layers.pt", layered=True)
+
+
+@pytest.mark.parametrize("layered", [False, True])
 @pytest.mark.parametrize("options,triclinic", [({}, False), ({}, True),
                                                (dict(rotations="grid 1", inversion=True), False),
                                                (dict(rotations="random", seed=5), True)])
-def test_pieces_give_the_whole_system(deep_pet, options, triclinic):
-    """The option `atoms`: a system larger than N is evaluated in pieces of at most N atoms, each
-    with the atoms its energies depend on (2 hops of full neighbourhoods for 3 layers). Energies,
-    forces, virial, per-atom quantities and rotation energies equal one call on the whole
-    system, by positions (boxes) and by the graph alone; the random stream advances once per
-    evaluation, not once per piece."""
+def test_pieces_give_the_whole_system(request, layered, options, triclinic):
+    """The option `atoms`: a system larger than N is evaluated in pieces of at most N atoms. A
+    model without layers evaluates each piece with the atoms its energies depend on (2 hops of
+    full neighbourhoods for 3 layers); a layered model runs each layer piece by piece and
+    evaluates a piece's layer again in the backward pass. Energies, forces, virial, per-atom
+    quantities and rotation energies equal one call on the whole system, by positions (boxes)
+    and by the graph alone; the random stream advances once per evaluation, not once per piece."""
+    deep_pet = request.getfixturevalue("layered_pet" if layered else "deep_pet")
     atoms = water_box(64, seed=12)
     if triclinic:
         shear = np.array([[1.0, 0.0, 0.0], [0.3, 1.0, 0.0], [-0.2, 0.25, 1.0]])
@@ -248,6 +261,17 @@ def test_pieces_give_the_whole_system(deep_pet, options, triclinic):
             np.testing.assert_allclose(result[key], whole[key], rtol=1e-10, atol=1e-11, err_msg=key)
         assert result["energy_spread"] == pytest.approx(whole["energy_spread"], abs=1e-10)
     np.testing.assert_allclose(pieces["net_torque"], whole["net_torque"], atol=1e-10)
+
+
+def test_layered_pieces_keep_the_force_spread(layered_pet):
+    """A layered model in pieces still has every copy's forces: the force spread is that of the
+    whole system."""
+    atoms = water_box(27, seed=1)
+    whole = compute(symprobe.load_model(layered_pet, rotations="grid 1", inversion=True), atoms, forces_rms_spread=True)
+    pieces = compute(symprobe.load_model(layered_pet, atoms=20, rotations="grid 1", inversion=True), atoms,
+                     forces_rms_spread=True)
+    assert whole["forces_rms_spread"] > 1e-3
+    assert pieces["forces_rms_spread"] == pytest.approx(whole["forces_rms_spread"], rel=1e-10)
 
 
 def test_pieces_refuse_the_force_spread(deep_pet):

@@ -123,9 +123,11 @@ struct ModelOptions {
     double skin = 0.0;           // Verlet skin, Angstrom (0 = rebuild the list every call)
     int batch = 0;               // structures per model call in compute_batch; 0 = automatic
     // Atoms whose energies one model call evaluates (0 = all). A larger system is split into
-    // pieces of about this many atoms, each evaluated with the atoms its energies depend on
-    // (interaction range / cutoff - 1 hops of full neighbourhoods): the same results to float
-    // rounding, memory bounded by the piece, more model work for the pieces' halos.
+    // pieces of about this many atoms: the same results to float rounding, memory bounded by
+    // the piece. A layered model runs each layer piece by piece and evaluates a piece's layer
+    // again in the backward pass (one more forward pass); any other model evaluates each piece
+    // with the atoms its energies depend on (interaction range / cutoff - 1 hops of full
+    // neighbourhoods: more model work for the pieces' halos).
     int64_t atoms = 0;
     // Memory budget of one model call in MB (0 = half the memory available when the model is
     // loaded). The automatic chunk and batch never put more rotated copies or structures into
