@@ -41,8 +41,9 @@ struct RotatingInput {
     bool collective = false;
 };
 
-// A layered model's evaluation across processes: between layers the features of the nodes
-// [n_energy, n) come from their owners through the exchange, and their gradients go back.
+// A layered model's evaluation, layer by layer: across processes (between layers the features
+// of the nodes [n_energy, n) come from their owners through the exchange, and their gradients
+// go back), in pieces (the option atoms), or both.
 struct Layered {
     FeatureExchange* exchange = nullptr;  // may be null: one process
     int64_t n_nodes = 0;                  // of one copy
