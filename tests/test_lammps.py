@@ -542,6 +542,19 @@ def test_device_on_two_ranks_equals_core_on_cpu(tmp_path, accelerator):
     assert ("node-local rank r uses cuda:(r mod" in log) == (accelerator == "cuda")
 
 
+@pytest.mark.device
+def test_exchange_on_the_device_on_two_ranks_equals_core_on_cpu(tmp_path, accelerator):
+    """water-pet on 2 ranks with `device cuda`: the ghosts' features cross between ranks through
+    the host after each layer; energies, forces and virial equal the CPU core's (float32)."""
+    atoms = water_box(64, seed=2)
+    ref, pe, _, pv, _, forces, _ = compare_with_core(
+        tmp_path, atoms, bundled_path("water-pet"), options=f"device {accelerator}", ranks=2)
+    assert "each rank evaluates its own atoms, layer by layer" in (tmp_path / "screen.txt").read_text()
+    assert pe == pytest.approx(ref["energy"], abs=1e-6 * len(atoms))
+    np.testing.assert_allclose(forces, ref["forces"], atol=1e-4)
+    assert_pressure_is_virial(pv, ref["virial"], rtol=1e-5)
+
+
 def test_units_real(tmp_path):
     """units real: energies, per-atom energies and forces are the core's eV values x 23.0605...
     (kcal/mol per eV, CODATA 2018), and the virial pressure is in atm (LAMMPS's nktv2p of real

@@ -349,6 +349,20 @@ def test_water_pet_on_the_device_equals_cpu(accelerator):
 
 
 @pytest.mark.device
+def test_water_pet_layers_in_pieces_on_the_device_equal_cpu(accelerator):
+    """water-pet's layers run piece by piece on the device (option atoms: no autograd in the
+    forward pass, a piece's layer again in the backward pass) give the CPU's whole evaluation, to
+    float32 rounding, with rotated copies."""
+    atoms = water_box(64, seed=4)
+    cpu = compute(symprobe.load_model("water-pet", rotations="grid 1", inversion=True), atoms)
+    gpu = compute(symprobe.load_model("water-pet", device=accelerator, atoms=50, rotations="grid 1",
+                                      inversion=True), atoms)
+    assert gpu["energy"] == pytest.approx(cpu["energy"], abs=1e-4)
+    np.testing.assert_allclose(gpu["forces"], cpu["forces"], atol=1e-3)
+    np.testing.assert_allclose(gpu["virial"], cpu["virial"], atol=1e-2)
+
+
+@pytest.mark.device
 def test_memory_budget_on_the_device(accelerator, reference_path):
     """On a GPU the memory per edge is read from torch's caching allocator: measured after the
     first call, and a budget that one copy fills keeps the automatic chunk at 1; the default
