@@ -34,12 +34,11 @@ class Graph(NamedTuple):
     groups, each group's tokens padded to its widest neighbourhood."""
     fc: torch.Tensor                 # [E] cutoff function of each edge
     geometry: torch.Tensor           # [E, 3 + N_RADIAL] raw vector and Gaussians of |r|
-    position: torch.Tensor           # [N] of each atom in the group order
-    edge_back: torch.Tensor          # [E] group order -> edge order
-    group_atoms: List[torch.Tensor]
-    group_edges: List[torch.Tensor]
-    group_slots: List[torch.Tensor]
-    group_log_weights: List[torch.Tensor]
+    group_atoms: List[torch.Tensor]  # atoms of each group
+    group_edges: List[torch.Tensor]  # edges of each group's atoms
+    group_heads: List[torch.Tensor]  # token of each atom in its group's tokens [atoms x T]
+    group_slots: List[torch.Tensor]  # token of each edge
+    group_log_weights: List[torch.Tensor]  # [atoms, T]
 
 
 class Block(nn.Module):
@@ -90,27 +89,29 @@ class Layer(nn.Module):
                 centers: torch.Tensor, neighbors: torch.Tensor, graph: Graph) -> Tuple[torch.Tensor, torch.Tensor]:
         """New atom tokens from the tokens `atom` of the layer before, and this layer's energies
         (network units) added to `energies`."""
-        fc, geometry, position, edge_back = graph.fc, graph.geometry, graph.position, graph.edge_back
+        fc, geometry = graph.fc, graph.geometry
         group_atoms, group_edges = graph.group_atoms, graph.group_edges
-        group_slots, group_log_weights = graph.group_slots, graph.group_log_weights
+        group_heads, group_slots = graph.group_heads, graph.group_slots
+        group_log_weights = graph.group_log_weights
         edge = (self.geometry(geometry) + self.neighbor_species(s[neighbors])
                 + self.neighbor_token(atom)[neighbors])
-        atom_parts: List[torch.Tensor] = []
-        edge_parts: List[torch.Tensor] = []
+        d = edge.shape[1]
+        # every group's tokens written into, and read out of, one padded tensor in place: no
+        # concatenated copies of the token tensors
+        atom_out = torch.zeros_like(atom)
+        edge_out = torch.zeros_like(edge)
         for g in range(len(group_atoms)):
-            n_group = group_atoms[g].shape[0]
-            width = group_log_weights[g].shape[1] - 1
-            padded = torch.zeros(n_group * width, edge.shape[1], dtype=edge.dtype,
-                                 device=edge.device)
-            padded[group_slots[g]] = edge[group_edges[g]]
-            tokens = torch.cat([atom[group_atoms[g]].unsqueeze(1),
-                                padded.reshape(n_group, width, edge.shape[1])], dim=1)
+            n_tokens = group_log_weights[g].shape[0] * group_log_weights[g].shape[1]
+            tokens = torch.zeros(n_tokens, d, dtype=edge.dtype, device=edge.device)
+            tokens[group_heads[g]] = atom[group_atoms[g]]
+            tokens[group_slots[g]] = edge[group_edges[g]]
+            tokens = tokens.view(group_log_weights[g].shape[0], group_log_weights[g].shape[1], d)
             for block in self.blocks:
                 tokens = block(tokens, group_log_weights[g])
-            atom_parts.append(tokens[:, 0])
-            edge_parts.append(tokens[:, 1:].reshape(n_group * width, edge.shape[1])[group_slots[g]])
-        atom = torch.cat(atom_parts)[position]
-        edge_out = torch.cat(edge_parts)[edge_back]
+            tokens = tokens.reshape(n_tokens, d)
+            atom_out[group_atoms[g]] = tokens[group_heads[g]]
+            edge_out[group_edges[g]] = tokens[group_slots[g]]
+        atom = atom_out
         energies = energies + self.atom_energy(atom).squeeze(-1)
         energies = energies.index_add(0, centers, self.bond_energy(edge_out).squeeze(-1) * fc)
         return atom, energies
@@ -229,6 +230,7 @@ class PET(nn.Module):
         edge_position = position[centers]
         group_atoms: List[torch.Tensor] = []
         group_edges: List[torch.Tensor] = []
+        group_heads: List[torch.Tensor] = []
         group_slots: List[torch.Tensor] = []
         group_log_weights: List[torch.Tensor] = []
         # attention weight of each token: 1 for the atom, the cutoff function for an edge, none
@@ -239,19 +241,16 @@ class PET(nn.Module):
             first, last = bounds[g], bounds[g + 1]
             width = int(sorted_counts[last - 1].item())
             edges = torch.nonzero((edge_position >= first) & (edge_position < last)).flatten()
-            slot = (edge_position[edges] - first) * width + rank[edges]
-            log_weights = torch.full(((last - first) * width,), -math.inf, dtype=vectors.dtype,
-                                     device=vectors.device)
+            # token t of atom a at a * (1 + width) + t: the atom's own token first
+            slot = (edge_position[edges] - first) * (width + 1) + 1 + rank[edges]
+            log_weights = torch.zeros(((last - first) * (width + 1),), dtype=vectors.dtype,
+                                      device=vectors.device)
+            log_weights.view(last - first, width + 1)[:, 1:] = -math.inf
             log_weights[slot] = log_fc[edges]
             group_atoms.append(by_count[first:last])
             group_edges.append(edges)
+            group_heads.append(torch.arange(last - first, device=centers.device) * (width + 1))
             group_slots.append(slot)
-            group_log_weights.append(torch.cat(
-                [torch.zeros(last - first, 1, dtype=vectors.dtype, device=vectors.device),
-                 log_weights.reshape(last - first, width)], dim=1))
-        # outputs come out group by group: back to atom and edge order
-        edge_back = torch.empty_like(centers)
-        edge_back[torch.cat(group_edges)] = torch.arange(n_edges, device=centers.device)
-
-        return Graph(fc, geometry, position, edge_back, group_atoms, group_edges, group_slots,
+            group_log_weights.append(log_weights.view(last - first, width + 1))
+        return Graph(fc, geometry, group_atoms, group_edges, group_heads, group_slots,
                      group_log_weights)
