@@ -473,17 +473,17 @@ struct Model::Impl {
         in.n_nodes = n;
         in.edges = n_edges;
         // c rotated copies as one graph, nodes offset by copy; a graph with a feature exchange
-        // runs layer by layer
-        // a layered model with the option atoms runs its layers in pieces, without halos
-        const bool in_pieces = metadata.layers > 0 && options.atoms > 0 && g.n_energy_nodes > options.atoms &&
-                               parts.size() == 1;
-        const bool layers = g.exchange != nullptr || in_pieces;
+        // runs layer by layer, and a layered model runs its layers in pieces (without halos)
+        // where the option atoms or the memory budget asks for them
+        const int64_t piece = metadata.layers > 0 && parts.size() == 1 ? piece_atoms(g.n_energy_nodes, n_edges) : 0;
+        const bool layers = g.exchange != nullptr || piece > 0;
         detail::Layered layered;
         layered.exchange = g.exchange;
         layered.n_nodes = n;
         layered.n_edges = n_edges;
-        if (in_pieces) layered.pieces = layer_pieces(g);
+        if (piece > 0) layered.pieces = layer_pieces(g, piece);
         in.collective = g.exchange != nullptr;
+        in.keeps_activations = piece == 0;
         in.energies = [&](const torch::Tensor& rows, int64_t c) {
             torch::Tensor s = species, ce = centers, nb = neighbors;
             if (c > 1) {
@@ -705,16 +705,31 @@ struct Model::Impl {
 
     Results evaluate_one(const Graph& g, const Request& request) {
         // a layered model evaluates its layers in pieces inside evaluate()
-        if (options.atoms > 0 && g.n_energy_nodes > options.atoms && metadata.layers == 0) return evaluate_in_pieces(g, request);
+        if (metadata.layers == 0 && piece_atoms(g.n_energy_nodes, g.n_edges) > 0) return evaluate_in_pieces(g, request);
         return std::move(evaluate(g, {detail::Part{0, g.n_nodes, g.n_energy_nodes, 0, g.n_edges}}, request)[0]);
     }
 
-    // The energy nodes in pieces of at most options.atoms. With positions: boxes, by bisecting
+    // Atoms per piece of a system with these energy atoms and edges, 0 for the whole system at
+    // once: the option atoms; without it, for a layered model whose evaluation would not fit
+    // into the memory budget, the largest pieces that do (by the measured bytes per edge, or,
+    // before any measurement, 16 x features x layers values of the model's dtype per edge).
+    int64_t piece_atoms(int64_t n_energy, int64_t n_edges) const {
+        if (options.atoms > 0) return n_energy > options.atoms ? options.atoms : 0;
+        if (metadata.layers == 0 || memory.budget() <= 0.0 || n_energy <= 0) return 0;
+        const double value_bytes = dtype == torch::kFloat32 ? 4.0 : 8.0;
+        const double per_edge = memory.per_edge() > 0.0 ? memory.per_edge()
+                                                        : 16.0 * metadata.features * metadata.layers * value_bytes;
+        if (per_edge * static_cast<double>(n_edges) <= memory.budget()) return 0;
+        const double edges_per_atom = std::max(1.0, static_cast<double>(n_edges) / static_cast<double>(n_energy));
+        return std::max<int64_t>(64, static_cast<int64_t>(memory.budget() / (per_edge * edges_per_atom)));
+    }
+
+    // The energy nodes in pieces of at most `size`. With positions: boxes, by bisecting
     // the widest extent until a box holds few enough atoms (a piece's halo grows with its
     // surface). Without: grown breadth-first over the graph, small leftovers sharing a piece.
     std::vector<std::vector<int64_t>> pieces(const Graph& g, const std::vector<int64_t>& first,
-                                             const std::vector<int64_t>& by_centre) const {
-        const int64_t n_energy = g.n_energy_nodes, size = options.atoms;
+                                             const std::vector<int64_t>& by_centre, int64_t size) const {
+        const int64_t n_energy = g.n_energy_nodes;
         std::vector<std::vector<int64_t>> out;
         if (g.positions != nullptr) {
             std::vector<int64_t> all(n_energy);
@@ -782,16 +797,15 @@ struct Model::Impl {
         for (int64_t e = 0; e < g.n_edges; ++e) by_centre[fill[g.centers[e]]++] = e;
     }
 
-    // The pieces of a layered evaluation (option atoms): the energy nodes in pieces(), the
-    // other nodes in runs of at most options.atoms; each piece's graph is its centres and the
-    // nodes their edges reach.
-    std::vector<detail::Layered::Piece> layer_pieces(const Graph& g) const {
+    // The pieces of a layered evaluation: the energy nodes in pieces(), the other nodes in
+    // runs of at most `size`; each piece's graph is its centres and the nodes their edges reach.
+    std::vector<detail::Layered::Piece> layer_pieces(const Graph& g, int64_t size) const {
         std::vector<int64_t> first, by_centre;
         edges_by_centre(g, first, by_centre);
-        std::vector<std::vector<int64_t>> partition = pieces(g, first, by_centre);
-        for (int64_t a = g.n_energy_nodes; a < g.n_nodes; a += options.atoms) {
+        std::vector<std::vector<int64_t>> partition = pieces(g, first, by_centre, size);
+        for (int64_t a = g.n_energy_nodes; a < g.n_nodes; a += size) {
             partition.emplace_back();
-            for (int64_t v = a; v < std::min(g.n_nodes, a + options.atoms); ++v) partition.back().push_back(v);
+            for (int64_t v = a; v < std::min(g.n_nodes, a + size); ++v) partition.back().push_back(v);
         }
         std::vector<int64_t> local(g.n_nodes, -1);
         std::vector<detail::Layered::Piece> out;
@@ -846,7 +860,7 @@ struct Model::Impl {
         std::vector<int32_t> numbers;
         std::vector<int64_t> centers, neighbors;
         std::vector<double> vectors;
-        for (const std::vector<int64_t>& piece : pieces(g, first, by_centre)) {
+        for (const std::vector<int64_t>& piece : pieces(g, first, by_centre, options.atoms)) {
             nodes.clear();
             numbers.clear();
             const auto add = [&](int64_t v) {
@@ -970,7 +984,7 @@ Results Model::compute(const double* positions, const int32_t* numbers, int64_t 
     g.vectors = nl.vectors.data();
     g.n_edges = static_cast<int64_t>(nl.size());
     std::vector<double> wrapped;
-    if (impl_->options.atoms > 0 && n_energy > impl_->options.atoms) {
+    if (impl_->piece_atoms(n_energy, g.n_edges) > 0) {
         // pieces are boxes of positions: wrapped into the cell along periodic directions, so
         // that a box is one region of space and not parts of several images
         wrapped = detail::wrapped_positions(positions, n_atoms, cell, pbc);

@@ -76,8 +76,8 @@ const std::vector<OptionInfo>& option_table() {
          "its energies depend on (0 = whole system)"},
         {"memory", "MB", "0", false,
          "memory budget of one model call in MB: the automatic chunk and batch put no more rotated "
-         "copies or structures into one call than fit, as measured (0 = half the memory available "
-         "at load)"},
+         "copies or structures into one call than fit, as measured, and a layered model runs its "
+         "layers in pieces where the whole system does not fit (0 = half the memory available at load)"},
         {"skin", "D", "0", false, "Verlet skin in Angstrom (0 = rebuild the neighbour list every call)"},
         {"threads", "N", "0", false, "torch and neighbour-search threads (0 = keep torch's setting)"},
         {"device", "cpu|cuda[:N]", "cpu", false, "where the model runs"},

@@ -206,7 +206,7 @@ Symmetrized Symmetrizer::evaluate(const RotatingInput& in, const std::vector<Par
                           : tuning                               ? tuner_.choose(in.edges, cap)
                           : in.collective && options_.chunk == 0 ? 1
                                                                  : options_.chunk;
-    const bool measure = memory_ != nullptr && need_grad;
+    const bool measure = memory_ != nullptr && need_grad && in.keeps_activations;
     const auto started = std::chrono::steady_clock::now();
     for (int64_t k0 = 0; k0 < n_rot; k0 += chunk) {
         const int64_t c = std::min(chunk, n_rot - k0);

@@ -39,6 +39,9 @@ struct RotatingInput {
     // The calls exchange data with other processes, which must make the same calls: the same
     // copies per call everywhere (the user's chunk, else 1), not a per-process tuning.
     bool collective = false;
+    // The forward pass keeps what the backward pass needs (what the memory budget measures);
+    // not so where the backward pass evaluates again (a layered model in pieces).
+    bool keeps_activations = true;
 };
 
 // A layered model's evaluation, layer by layer: across processes (between layers the features

@@ -210,3 +210,24 @@ def test_exchange_refusals(tmp_path):
     with pytest.raises(ValueError, match="lacks the method"):
         symprobe.export_model(torch.nn.Identity(), tmp_path / "b.pt", cutoff=4.0, interaction_range=8.0,
                               elements=["H", "O"], layers=2, features=16)
+
+
+def test_a_memory_budget_below_the_system_runs_the_layers_in_pieces():
+    """water-pet with a memory budget smaller than its whole evaluation (about 35 MB for 192
+    atoms) runs its layers in pieces by itself: the same energy, forces and virial, and no
+    measurement of the activations a whole forward pass keeps (a piece's layer is evaluated
+    again in the backward pass). A budget that fits evaluates the whole system (measured)."""
+    from ase.io import read
+    atoms = read(ROOT / "python" / "symprobe" / "water" / "water-64-300K.xyz")
+    args = (atoms.positions, atoms.numbers, atoms.cell.array, True)
+    whole = symprobe.load_model("water-pet").compute(*args)
+    small = symprobe.load_model("water-pet", memory=8)
+    fits = symprobe.load_model("water-pet", memory=200)
+    for model in (small, fits):
+        for _ in range(2):  # the second call uses the first one's measurement, where there is one
+            result = model.compute(*args)
+        assert result["energy"] == pytest.approx(whole["energy"], abs=1e-7 * len(atoms))
+        np.testing.assert_allclose(result["forces"], whole["forces"], atol=2e-5)
+        np.testing.assert_allclose(result["virial"], whole["virial"], atol=1e-4)
+    assert small.memory_per_edge_bytes == 0
+    assert fits.memory_per_edge_bytes > 1000

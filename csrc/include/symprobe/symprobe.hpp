@@ -131,7 +131,9 @@ struct ModelOptions {
     int64_t atoms = 0;
     // Memory budget of one model call in MB (0 = half the memory available when the model is
     // loaded). The automatic chunk and batch never put more rotated copies or structures into
-    // one call than the measured memory per edge allows; one item per call at least.
+    // one call than the measured memory per edge allows; one item per call at least. Without
+    // the option atoms, a layered model whose whole system would not fit runs its layers in
+    // the largest pieces that do.
     double memory_mb = 0.0;
     RotationOptions rotations;   // symmetrisation of every evaluation
     // forces direct: the forces (and stress) a metatomic model predicts as outputs of their own
