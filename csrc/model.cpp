@@ -711,8 +711,10 @@ struct Model::Impl {
 
     // Atoms per piece of a system with these energy atoms and edges, 0 for the whole system at
     // once: the option atoms; without it, for a layered model whose evaluation would not fit
-    // into the memory budget, the largest pieces that do (by the measured bytes per edge, or,
-    // before any measurement, 16 x features x layers values of the model's dtype per edge).
+    // into the memory budget, pieces that do (by the measured bytes per edge, or, before any
+    // measurement, 16 x features x layers values of the model's dtype per edge), of at most
+    // 4096 atoms: larger pieces are slower per atom (water-pet: 98304 atoms in 2 pieces took 3x
+    // the time per atom of pieces of 4096, docs/scaling.md).
     int64_t piece_atoms(int64_t n_energy, int64_t n_edges) const {
         if (options.atoms > 0) return n_energy > options.atoms ? options.atoms : 0;
         if (metadata.layers == 0 || memory.budget() <= 0.0 || n_energy <= 0) return 0;
@@ -721,7 +723,8 @@ struct Model::Impl {
                                                         : 16.0 * metadata.features * metadata.layers * value_bytes;
         if (per_edge * static_cast<double>(n_edges) <= memory.budget()) return 0;
         const double edges_per_atom = std::max(1.0, static_cast<double>(n_edges) / static_cast<double>(n_energy));
-        return std::max<int64_t>(64, static_cast<int64_t>(memory.budget() / (per_edge * edges_per_atom)));
+        const double fit = memory.budget() / (per_edge * edges_per_atom);
+        return std::max<int64_t>(64, static_cast<int64_t>(std::min(fit, 4096.0)));
     }
 
     // The energy nodes in pieces of at most `size`. With positions: boxes, by bisecting

@@ -133,7 +133,7 @@ struct ModelOptions {
     // loaded). The automatic chunk and batch never put more rotated copies or structures into
     // one call than the measured memory per edge allows; one item per call at least. Without
     // the option atoms, a layered model whose whole system would not fit runs its layers in
-    // the largest pieces that do.
+    // pieces that do (at most 4096 atoms).
     double memory_mb = 0.0;
     RotationOptions rotations;   // symmetrisation of every evaluation
     // forces direct: the forces (and stress) a metatomic model predicts as outputs of their own
