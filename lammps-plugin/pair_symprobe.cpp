@@ -417,7 +417,7 @@ void PairSymprobe::compute(int eflag, int vflag) {
             g.positions = positions_.data();
         }
         g.pbc = pbc;
-        if (exchange_) g.exchange = &exchange_rows_of_;
+        if (exchange_) g.exchange = &feature_exchange_;
         if (finite_correction) request.masses = node_masses();
         try {
             r = model_->compute_graph(g, request);
@@ -440,8 +440,8 @@ void PairSymprobe::idle_exchanges() {
     const int64_t features = model_->metadata().features, layers = model_->metadata().layers;
     for (int64_t first = 0; first < rotations; first += chunk) {
         const int64_t width = features * std::min(chunk, rotations - first);
-        for (int64_t k = 1; k < layers; ++k) exchange_rows_of_.forward(nullptr, width);
-        for (int64_t k = 1; k < layers; ++k) exchange_rows_of_.reverse(nullptr, width);
+        for (int64_t k = 1; k < layers; ++k) feature_exchange_.forward(nullptr, width);
+        for (int64_t k = 1; k < layers; ++k) feature_exchange_.reverse(nullptr, width);
     }
 }
 

@@ -63,7 +63,7 @@ private:
         void reverse(double *gradients, int64_t width) override;
         PairSymprobe *pair;
     };
-    Exchange exchange_rows_of_{this};
+    Exchange feature_exchange_{this};
     bool report_graph_ = false;          // log the graph sizes at the first step of a run
     // the graph handed to the core, kept between steps to reuse the memory
     std::vector<int64_t> node_of_, atom_of_, centers_, neighbors_;
