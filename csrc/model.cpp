@@ -291,15 +291,24 @@ struct Model::Impl {
         return energies;
     }
 
+    static bool is_pair_of_tensors(const torch::IValue& v) {
+        return v.isTuple() && v.toTupleRef().elements().size() == 2 && v.toTupleRef().elements()[0].isTensor() &&
+               v.toTupleRef().elements()[1].isTensor();
+    }
+
     // One layer of a layered model: (features after it, its per-atom energies in float64).
     std::pair<torch::Tensor, torch::Tensor> call_layer(int64_t k, const torch::Tensor& species, const torch::Tensor& features,
                                                        const torch::Tensor& centers, const torch::Tensor& neighbors,
                                                        const torch::Tensor& vectors) {
         std::optional<torch::jit::GraphOptimizerEnabledGuard> unoptimised;  // as in run_model
         if (device.is_cpu()) unoptimised.emplace(false);
-        auto out = module.get_method("layer")({k, species, features, centers, neighbors, vectors}).toTuple();
+        const torch::IValue out = module.get_method("layer")({k, species, features, centers, neighbors, vectors});
         const int64_t n = species.size(0);
-        torch::Tensor next = out->elements()[0].toTensor(), energies = out->elements()[1].toTensor();
+        if (!is_pair_of_tensors(out)) {
+            throw Error(Error::ModelFailure, path + ": layer " + std::to_string(k) + " must return a tuple (features, "
+                                                   "energies) of two tensors (docs/model-contract.md)");
+        }
+        torch::Tensor next = out.toTupleRef().elements()[0].toTensor(), energies = out.toTupleRef().elements()[1].toTensor();
         if (next.dim() != 2 || next.size(0) != n || next.size(1) != metadata.features || energies.dim() != 1 ||
             energies.size(0) != n) {
             std::ostringstream msg;
@@ -326,9 +335,14 @@ struct Model::Impl {
             if (pieces) no_grad.emplace();
             std::optional<torch::jit::GraphOptimizerEnabledGuard> unoptimised;
             if (device.is_cpu()) unoptimised.emplace(false);
-            auto embedded = module.get_method("embed")({species}).toTuple();
-            torch::Tensor features = embedded->elements()[0].toTensor();
-            energies = embedded->elements()[1].toTensor().to(torch::kFloat64);
+            const torch::IValue embedded = module.get_method("embed")({species});
+            if (!is_pair_of_tensors(embedded)) {
+                throw Error(Error::ModelFailure, path + ": embed must return a tuple (features, energies) of two "
+                                                        "tensors (docs/model-contract.md)");
+            }
+            torch::Tensor features = embedded.toTupleRef().elements()[0].toTensor();
+            // a copy: the pieces add the layers' energies to it in place
+            energies = embedded.toTupleRef().elements()[1].toTensor().to(torch::kFloat64, false, true);
             if (features.dim() != 2 || features.size(0) != species.size(0) || features.size(1) != metadata.features ||
                 energies.dim() != 1 || energies.size(0) != species.size(0)) {
                 std::ostringstream msg;
@@ -350,7 +364,7 @@ struct Model::Impl {
                     energies = energies + layer_energies;
                     continue;
                 }
-                torch::Tensor next = torch::empty_like(features);
+                torch::Tensor next = torch::zeros_like(features);  // rows of nodes in no piece: exchanged
                 for (int64_t copy = 0; copy < copies; ++copy) {
                     for (const detail::Layered::Piece& p : state.pieces) {
                         const torch::Tensor nodes = p.nodes + copy * state.n_nodes, edges = p.edges + copy * state.n_edges;
@@ -481,6 +495,7 @@ struct Model::Impl {
         layered.exchange = g.exchange;
         layered.n_nodes = n;
         layered.n_edges = n_edges;
+        layered.record = request.forces || request.virial || request.atomic_virials;
         if (piece > 0) layered.pieces = layer_pieces(g, piece);
         in.collective = g.exchange != nullptr;
         in.keeps_activations = piece == 0;
@@ -800,13 +815,16 @@ struct Model::Impl {
         for (int64_t e = 0; e < g.n_edges; ++e) by_centre[fill[g.centers[e]]++] = e;
     }
 
-    // The pieces of a layered evaluation: the energy nodes in pieces(), the other nodes in
-    // runs of at most `size`; each piece's graph is its centres and the nodes their edges reach.
+    // The pieces of a layered evaluation: the energy nodes in pieces(), the other nodes (unless
+    // an exchange brings theirs) in runs of at most `size`; each piece's graph is its centres
+    // and the nodes their edges reach.
     std::vector<detail::Layered::Piece> layer_pieces(const Graph& g, int64_t size) const {
         std::vector<int64_t> first, by_centre;
         edges_by_centre(g, first, by_centre);
         std::vector<std::vector<int64_t>> partition = pieces(g, first, by_centre, size);
-        for (int64_t a = g.n_energy_nodes; a < g.n_nodes; a += size) {
+        // with an exchange the other nodes have no edges and their features come from their
+        // owners: nothing to evaluate
+        for (int64_t a = g.n_energy_nodes; a < g.n_nodes && !g.exchange; a += size) {
             partition.emplace_back();
             for (int64_t v = a; v < std::min(g.n_nodes, a + size); ++v) partition.back().push_back(v);
         }
@@ -1116,7 +1134,7 @@ Results Model::compute_graph(const Graph& g, const Request& request) {
                 throw Error(Error::InvalidInput, msg.str());
             }
         }
-        if (impl_->options.torque_free && !(g.pbc && (g.pbc[0] || g.pbc[1] || g.pbc[2]))) {
+        if (impl_->options.torque_free && g.pbc && !(g.pbc[0] || g.pbc[1] || g.pbc[2])) {
             throw Error(Error::InvalidInput, "correction torque-free: a non-periodic system needs all its atoms in "
                                              "one evaluation, not parts exchanging features");
         }

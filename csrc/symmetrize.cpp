@@ -122,7 +122,8 @@ torch::Tensor Symmetrizer::gradient_of(const torch::Tensor& total, const torch::
 // exchange reads them, and back.
 namespace {
 torch::Tensor node_rows(const torch::Tensor& t, int64_t copies, int64_t n) {
-    return t.detach().to(torch::kCPU, torch::kFloat64).view({copies, n, -1}).permute({1, 0, 2}).contiguous();
+    // always a copy: the exchange writes into it, and `t` may be saved for a backward pass
+    return t.detach().to(torch::kCPU, torch::kFloat64, false, true).view({copies, n, -1}).permute({1, 0, 2}).contiguous();
 }
 torch::Tensor copy_rows(const torch::Tensor& rows, int64_t copies, int64_t n, const torch::Tensor& like) {
     return rows.view({n, copies, -1}).permute({1, 0, 2}).reshape({copies * n, -1}).to(like.device(), like.scalar_type());
@@ -130,10 +131,10 @@ torch::Tensor copy_rows(const torch::Tensor& rows, int64_t copies, int64_t n, co
 }  // namespace
 
 torch::Tensor Layered::forward(const torch::Tensor& features, int64_t copies) const {
-    if (!exchange) return features.detach().requires_grad_(true);
+    if (!exchange) return features.detach().requires_grad_(record);
     torch::Tensor rows = node_rows(features, copies, n_nodes);
     exchange->forward(rows.data_ptr<double>(), rows.size(1) * rows.size(2));
-    return copy_rows(rows, copies, n_nodes, features).requires_grad_(true);
+    return copy_rows(rows, copies, n_nodes, features).requires_grad_(record);
 }
 
 torch::Tensor Layered::reverse(const torch::Tensor& gradients, int64_t copies) const {

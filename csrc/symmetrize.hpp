@@ -46,14 +46,16 @@ struct RotatingInput {
 
 // A layered model's evaluation, layer by layer: across processes (between layers the features
 // of the nodes [n_energy, n) come from their owners through the exchange, and their gradients
-// go back), in pieces (the option atoms), or both.
+// go back), in pieces (option atoms or the memory budget), or both.
 struct Layered {
     FeatureExchange* exchange = nullptr;  // may be null: one process
     int64_t n_nodes = 0;                  // of one copy
     int64_t n_edges = 0;                  // of one copy
-    // Pieces of one copy's nodes, evaluated one at a time in every layer (the option atoms):
-    // every node is a centre of one piece; a piece's graph holds its centres, then the other
-    // nodes its edges reach. Empty: the whole graph in each layer call.
+    bool record = true;                   // forces or virials: the features record gradients
+    // Pieces of one copy's nodes, evaluated one at a time in every layer (the option atoms, or
+    // a memory budget the whole graph exceeds): every node (but those an exchange brings) is a
+    // centre of one piece; a piece's graph holds its centres, then the other nodes its edges
+    // reach. Empty: the whole graph in each layer call.
     struct Piece {
         torch::Tensor nodes;               // [m] graph nodes, the centres first
         torch::Tensor edges;               // [e] graph edges of the centres

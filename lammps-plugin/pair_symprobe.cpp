@@ -104,6 +104,18 @@ void PairSymprobe::load() {
     model_cutoff_ = model_->metadata().cutoff;
     range_ = model_->metadata().interaction_range;
     positions_model_ = model_->metadata().kind == "metatomic";
+    // Doubles per atom of one feature exchange (init_style decides whether there is one): the
+    // features of the rotated copies of one model call, the user's chunk or one copy per call.
+    // Set here, not in init_style: pair_style hybrid reads its sub-styles' sizes after settings.
+    const int64_t copies = std::min<int64_t>(std::max(1, model_->options().rotations.chunk),
+                                             static_cast<int64_t>(model_->rotation_weights().size()));
+    const int64_t width = static_cast<int64_t>(model_->metadata().features) * copies;
+    if (width > (1 << 24)) {
+        error->all(FLERR, "pair_style symprobe: chunk {}: {} features per atom and rotated copy make {} values "
+                          "per atom for each exchange between ranks; use a smaller chunk",
+                   model_->options().rotations.chunk, model_->metadata().features, width);
+    }
+    comm_forward = comm_reverse = static_cast<int>(width);
     if (comm->me == 0) {
         utils::logmesg(lmp, "symprobe: model {} (cutoff {} A, interaction range {} A), rotations {}\n",
                        model_->path(), model_cutoff_, range_, model_->options().rotations.describe());
@@ -209,10 +221,7 @@ void PairSymprobe::init_style() {
     exchange_ = comm->nprocs > 1 && merge_by_id_ && depth > 1 && model_->metadata().layers > 0;
     remote_hops_ = (comm->nprocs == 1 && merge_by_id_) || exchange_ ? 0 : depth - 1;
     ghostneigh = remote_hops_ > 0 ? 1 : 0;
-    // doubles per atom of one exchange: the features of the rotated copies of one model call
-    // (the user's chunk, else one copy per call: every rank must make the same calls)
-    const int copies = std::max(1, model_->options().rotations.chunk);
-    comm_forward = comm_reverse = exchange_ ? model_->metadata().features * copies : 0;
+
     report_graph_ = true;
     neighbor->add_request(this, ghostneigh ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST
                                            : NeighConst::REQ_FULL);
@@ -436,7 +445,7 @@ void PairSymprobe::compute(int eflag, int vflag) {
 // exchange after every such layer's backward pass), for a rank without atoms of this style.
 void PairSymprobe::idle_exchanges() {
     const int64_t rotations = static_cast<int64_t>(model_->rotation_weights().size());
-    const int64_t chunk = std::max(1, model_->options().rotations.chunk);
+    const int64_t chunk = std::max<int64_t>(1, model_->options().rotations.chunk);
     const int64_t features = model_->metadata().features, layers = model_->metadata().layers;
     for (int64_t first = 0; first < rotations; first += chunk) {
         const int64_t width = features * std::min(chunk, rotations - first);

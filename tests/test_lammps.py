@@ -288,10 +288,12 @@ def test_random_rotation_is_the_cores_rotation_of_the_step(tmp_path):
     assert pe[1] == pe[2] and pe[1] != pe[3]
 
 
-def test_null_type_in_pair_style_hybrid(tmp_path):
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_null_type_in_pair_style_hybrid(tmp_path, ranks):
     """pair_coeff * * symprobe O H NULL (the lines of docs/lammps.md): argon atoms (type 3) are
     neither centres nor neighbours of symprobe; lj/cut handles them. Energy = core(water
-    alone) + LJ(argon pair)."""
+    alone) + LJ(argon pair). On 2 ranks water-pet exchanges features inside pair_style hybrid
+    (whose communication buffers must know the exchange's size)."""
     from ase import Atoms
     water = water_box(8, seed=12)
     argon = Atoms("Ar2", positions=[[0.0, 0.0, 0.0], [2.9, 0.0, 0.0]], cell=water.cell, pbc=True)
@@ -315,7 +317,8 @@ dump_modify d format float %.17g sort id
 run 0
 print "PE $(pe:%.17g)"
 """
-    _, out = run_lammps(tmp_path, body)
+    _, out = run_lammps(tmp_path, body, ranks=ranks)
+    assert ("each rank evaluates its own atoms, layer by layer" in (tmp_path / "screen.txt").read_text()) == (ranks > 1)
     ref = symprobe.load_model("water-pet").compute(
         lmp.positions[:24], lmp.numbers[:24], lmp.cell.array, True)
     d = ase.geometry.get_distances(lmp.positions[24], lmp.positions[25], cell=lmp.cell, pbc=True)[1][0, 0]

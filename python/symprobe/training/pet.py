@@ -96,8 +96,8 @@ class Layer(nn.Module):
         edge = (self.geometry(geometry) + self.neighbor_species(s[neighbors])
                 + self.neighbor_token(atom)[neighbors])
         d = edge.shape[1]
-        # every group's tokens written into, and read out of, one padded tensor in place: no
-        # concatenated copies of the token tensors
+        # each group's tokens written into, and read out of, one padded tensor in place: one
+        # copy of the tokens in and one out
         atom_out = torch.zeros_like(atom)
         edge_out = torch.zeros_like(edge)
         for g in range(len(group_atoms)):
