@@ -291,9 +291,25 @@ struct Model::Impl {
         return energies;
     }
 
-    static bool is_pair_of_tensors(const torch::IValue& v) {
-        return v.isTuple() && v.toTupleRef().elements().size() == 2 && v.toTupleRef().elements()[0].isTensor() &&
-               v.toTupleRef().elements()[1].isTensor();
+    // (features [n, F], energies [n] in float64) of what `embed` or `layer` (named by `what`)
+    // returned for n nodes; a contract error otherwise.
+    std::pair<torch::Tensor, torch::Tensor> layer_outputs(const torch::IValue& out, const std::string& what, int64_t n) const {
+        const bool pair = out.isTuple() && out.toTupleRef().elements().size() == 2 &&
+                          out.toTupleRef().elements()[0].isTensor() && out.toTupleRef().elements()[1].isTensor();
+        if (!pair) {
+            throw Error(Error::ModelFailure, path + ": " + what + " must return a tuple (features, energies) of two "
+                                                                  "tensors (docs/model-contract.md)");
+        }
+        torch::Tensor features = out.toTupleRef().elements()[0].toTensor(), energies = out.toTupleRef().elements()[1].toTensor();
+        if (features.dim() != 2 || features.size(0) != n || features.size(1) != metadata.features || energies.dim() != 1 ||
+            energies.size(0) != n) {
+            std::ostringstream msg;
+            msg << path << ": " << what << " returned features of shape " << features.sizes() << " and energies of shape "
+                << energies.sizes() << "; the contract requires [" << n << ", " << metadata.features << "] and [" << n << "]";
+            throw Error(Error::ModelFailure, msg.str());
+        }
+        // a copy of the energies: the pieces add to them in place
+        return {features, energies.to(torch::kFloat64, false, true)};
     }
 
     // One layer of a layered model: (features after it, its per-atom energies in float64).
@@ -302,21 +318,8 @@ struct Model::Impl {
                                                        const torch::Tensor& vectors) {
         std::optional<torch::jit::GraphOptimizerEnabledGuard> unoptimised;  // as in run_model
         if (device.is_cpu()) unoptimised.emplace(false);
-        const torch::IValue out = module.get_method("layer")({k, species, features, centers, neighbors, vectors});
-        const int64_t n = species.size(0);
-        if (!is_pair_of_tensors(out)) {
-            throw Error(Error::ModelFailure, path + ": layer " + std::to_string(k) + " must return a tuple (features, "
-                                                   "energies) of two tensors (docs/model-contract.md)");
-        }
-        torch::Tensor next = out.toTupleRef().elements()[0].toTensor(), energies = out.toTupleRef().elements()[1].toTensor();
-        if (next.dim() != 2 || next.size(0) != n || next.size(1) != metadata.features || energies.dim() != 1 ||
-            energies.size(0) != n) {
-            std::ostringstream msg;
-            msg << path << ": layer " << k << " returned features of shape " << next.sizes() << " and energies of shape "
-                << energies.sizes() << "; the contract requires [" << n << ", " << metadata.features << "] and [" << n << "]";
-            throw Error(Error::ModelFailure, msg.str());
-        }
-        return {next, energies.to(torch::kFloat64)};
+        return layer_outputs(module.get_method("layer")({k, species, features, centers, neighbors, vectors}),
+                             "layer " + std::to_string(k), species.size(0));
     }
 
     // A layered model, layer by layer: energies [c * n] of c copies. With an exchange, the
@@ -335,22 +338,8 @@ struct Model::Impl {
             if (pieces) no_grad.emplace();
             std::optional<torch::jit::GraphOptimizerEnabledGuard> unoptimised;
             if (device.is_cpu()) unoptimised.emplace(false);
-            const torch::IValue embedded = module.get_method("embed")({species});
-            if (!is_pair_of_tensors(embedded)) {
-                throw Error(Error::ModelFailure, path + ": embed must return a tuple (features, energies) of two "
-                                                        "tensors (docs/model-contract.md)");
-            }
-            torch::Tensor features = embedded.toTupleRef().elements()[0].toTensor();
-            // a copy: the pieces add the layers' energies to it in place
-            energies = embedded.toTupleRef().elements()[1].toTensor().to(torch::kFloat64, false, true);
-            if (features.dim() != 2 || features.size(0) != species.size(0) || features.size(1) != metadata.features ||
-                energies.dim() != 1 || energies.size(0) != species.size(0)) {
-                std::ostringstream msg;
-                msg << path << ": embed returned features of shape " << features.sizes() << " and energies of shape "
-                    << energies.sizes() << "; the contract requires [" << species.size(0) << ", " << metadata.features
-                    << "] and [" << species.size(0) << "]";
-                throw Error(Error::ModelFailure, msg.str());
-            }
+            auto [features, embedded] = layer_outputs(module.get_method("embed")({species}), "embed", species.size(0));
+            energies = embedded;
             state.species = species;
             state.vectors = vectors.detach();
             for (int64_t k = 0; k < metadata.layers; ++k) {

@@ -466,7 +466,8 @@ void PairSymprobe::Exchange::reverse(double* gradients, int64_t width) {
 void PairSymprobe::forward_features(double* features, int64_t width) {
     const int nall = atom->nlocal + atom->nghost;
     exchange_width_ = static_cast<int>(width);
-    exchange_rows_.assign(static_cast<size_t>(nall) * width, 0.0);
+    // local rows are written below (or unused), ghost rows by the communication: no zeroing
+    exchange_rows_.resize(static_cast<size_t>(nall) * width);
     const int64_t n_nodes = features ? static_cast<int64_t>(atom_of_.size()) : 0;
     for (int64_t k = 0; k < std::min(n_nodes, n_local_nodes_); ++k)
         std::copy_n(features + k * width, width, &exchange_rows_[static_cast<size_t>(atom_of_[k]) * width]);
