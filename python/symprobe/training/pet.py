@@ -20,7 +20,7 @@ from torch import nn
 
 
 N_RADIAL = 16  # Gaussians in |r| beside the raw vector: sharp radial resolution learns fast
-N_GROUPS = 4   # atoms with edges, in groups by neighbour count, each padded to its own widest
+N_GROUPS = 8   # atoms with edges, in groups by neighbour count, each padded to its own widest
 
 
 def cutoff_function(r: torch.Tensor, cutoff: float, width: float) -> torch.Tensor:
@@ -30,12 +30,15 @@ def cutoff_function(r: torch.Tensor, cutoff: float, width: float) -> torch.Tenso
 
 
 class Graph(NamedTuple):
-    """What every layer reads of the geometry: cutoff weights, edge features, and the atoms in
-    groups, each group's tokens padded to its widest neighbourhood."""
+    """What every layer reads of the geometry: the edges in group order (each group's edges one
+    contiguous range, in the order of their tokens), their cutoff weights and features, and the
+    atoms in groups, each group's tokens padded to its widest neighbourhood."""
+    centers: torch.Tensor            # [E] of the edges in group order
+    neighbors: torch.Tensor          # [E]
     fc: torch.Tensor                 # [E] cutoff function of each edge
     geometry: torch.Tensor           # [E, 3 + N_RADIAL] raw vector and Gaussians of |r|
     group_atoms: List[torch.Tensor]  # atoms of each group
-    group_edges: List[torch.Tensor]  # edges of each group's atoms
+    group_edges: List[int]           # number of edges of each group's atoms
     group_heads: List[torch.Tensor]  # token of each atom in its group's tokens [atoms x T]
     group_slots: List[torch.Tensor]  # token of each edge
     group_log_weights: List[torch.Tensor]  # [atoms, T]
@@ -60,10 +63,15 @@ class Block(nn.Module):
         # with one [A, H, T, T] tensor kept for the backward pass instead of four
         a, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).reshape(a, t, 3, self.n_heads, self.d_head).unbind(2)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [A, H, T, dh]
-        scores = torch.matmul(q * (1.0 / math.sqrt(self.d_head)), k.transpose(-1, -2))
-        attention = torch.softmax(scores + log_weights[:, None, None, :], dim=-1)
-        mixed = torch.matmul(attention, v).transpose(1, 2).reshape(a, t, d)
+        h, dh = self.n_heads, self.d_head
+        q = q.transpose(1, 2).reshape(a * h, t, dh)  # [A H, T, dh]
+        k = k.transpose(1, 2).reshape(a * h, t, dh)
+        v = v.transpose(1, 2).reshape(a * h, t, dh)
+        # scale, product and weights in one kernel
+        scores = torch.baddbmm(log_weights[:, None, :].expand(a, h, t).reshape(a * h, 1, t),
+                               q, k.transpose(1, 2), alpha=1.0 / math.sqrt(dh))
+        attention = torch.softmax(scores, dim=-1)
+        mixed = torch.bmm(attention, v).view(a, h, t, dh).transpose(1, 2).reshape(a, t, d)
         x = x + self.out(mixed)
         return x + self.ff(self.norm2(x))
 
@@ -86,34 +94,34 @@ class Layer(nn.Module):
             nn.init.zeros_(head[-1].bias)
 
     def forward(self, s: torch.Tensor, atom: torch.Tensor, energies: torch.Tensor,
-                centers: torch.Tensor, neighbors: torch.Tensor, graph: Graph) -> Tuple[torch.Tensor, torch.Tensor]:
+                graph: Graph) -> Tuple[torch.Tensor, torch.Tensor]:
         """New atom tokens from the tokens `atom` of the layer before, and this layer's energies
         (network units) added to `energies`."""
-        fc, geometry = graph.fc, graph.geometry
-        group_atoms, group_edges = graph.group_atoms, graph.group_edges
-        group_heads, group_slots = graph.group_heads, graph.group_slots
-        group_log_weights = graph.group_log_weights
-        edge = (self.geometry(geometry) + self.neighbor_species(s[neighbors])
-                + self.neighbor_token(atom)[neighbors])
+        # the neighbour's species and token enter through one per-atom table: one gather per edge
+        table = self.neighbor_token(atom) + self.neighbor_species(s)
+        edge = self.geometry(graph.geometry) + table[graph.neighbors]
         d = edge.shape[1]
-        # each group's tokens written into, and read out of, one padded tensor in place: one
-        # copy of the tokens in and one out
+        # each group's tokens written into, and read out of, one padded tensor in place
         atom_out = torch.zeros_like(atom)
-        edge_out = torch.zeros_like(edge)
-        for g in range(len(group_atoms)):
-            n_tokens = group_log_weights[g].shape[0] * group_log_weights[g].shape[1]
+        edge_out: List[torch.Tensor] = []
+        # one split (its gradient one concatenation), not a full-size gradient per group's slice
+        edge_in = torch.split(edge, graph.group_edges)
+        for g in range(len(graph.group_atoms)):
+            log_weights = graph.group_log_weights[g]
+            n_tokens = log_weights.shape[0] * log_weights.shape[1]
             tokens = torch.zeros(n_tokens, d, dtype=edge.dtype, device=edge.device)
-            tokens[group_heads[g]] = atom[group_atoms[g]]
-            tokens[group_slots[g]] = edge[group_edges[g]]
-            tokens = tokens.view(group_log_weights[g].shape[0], group_log_weights[g].shape[1], d)
+            tokens[graph.group_heads[g]] = atom[graph.group_atoms[g]]
+            tokens[graph.group_slots[g]] = edge_in[g]
+            tokens = tokens.view(log_weights.shape[0], log_weights.shape[1], d)
             for block in self.blocks:
-                tokens = block(tokens, group_log_weights[g])
+                tokens = block(tokens, log_weights)
             tokens = tokens.reshape(n_tokens, d)
-            atom_out[group_atoms[g]] = tokens[group_heads[g]]
-            edge_out[group_edges[g]] = tokens[group_slots[g]]
+            atom_out[graph.group_atoms[g]] = tokens[graph.group_heads[g]]
+            edge_out.append(tokens[graph.group_slots[g]])
         atom = atom_out
         energies = energies + self.atom_energy(atom).squeeze(-1)
-        energies = energies.index_add(0, centers, self.bond_energy(edge_out).squeeze(-1) * fc)
+        bonds = self.bond_energy(torch.cat(edge_out)).squeeze(-1) * graph.fc
+        energies = energies.index_add(0, graph.centers, bonds)
         return atom, energies
 
 
@@ -162,7 +170,7 @@ class PET(nn.Module):
         atom = self.atom_species(s).to(vectors.dtype)
         energies = torch.zeros(species.shape[0], dtype=vectors.dtype, device=vectors.device)
         for layer in self.layers:
-            atom, energies = layer(s, atom, energies, centers, neighbors, graph)
+            atom, energies = layer(s, atom, energies, graph)
         # float64 even for a float32 model: baselines are ~100 eV per atom, and float32 sums
         # would round each atom to ~1e-5 eV, far above sub-meV rotational errors
         return (energies.to(torch.float64) * self.energy_scale.to(torch.float64)
@@ -185,7 +193,7 @@ class PET(nn.Module):
         energies = torch.zeros(species.shape[0], dtype=vectors.dtype, device=vectors.device)
         for i, layer in enumerate(self.layers):
             if i == k:
-                atom, energies = layer(s, features, energies, centers, neighbors, graph)
+                atom, energies = layer(s, features, energies, graph)
                 return atom, energies.to(torch.float64) * self.energy_scale.to(torch.float64)
         raise RuntimeError("layer index out of range")
 
@@ -243,6 +251,8 @@ class PET(nn.Module):
             edges = torch.nonzero((edge_position >= first) & (edge_position < last)).flatten()
             # token t of atom a at a * (1 + width) + t: the atom's own token first
             slot = (edge_position[edges] - first) * (width + 1) + 1 + rank[edges]
+            slot, in_token_order = torch.sort(slot)
+            edges = edges[in_token_order]
             log_weights = torch.zeros(((last - first) * (width + 1),), dtype=vectors.dtype,
                                       device=vectors.device)
             log_weights.view(last - first, width + 1)[:, 1:] = -math.inf
@@ -252,5 +262,7 @@ class PET(nn.Module):
             group_heads.append(torch.arange(last - first, device=centers.device) * (width + 1))
             group_slots.append(slot)
             group_log_weights.append(log_weights.view(last - first, width + 1))
-        return Graph(fc, geometry, group_atoms, group_edges, group_heads, group_slots,
+        edges = torch.cat(group_edges)
+        return Graph(centers[edges], neighbors[edges], fc[edges], geometry[edges], group_atoms,
+                     [int(e.shape[0]) for e in group_edges], group_heads, group_slots,
                      group_log_weights)
