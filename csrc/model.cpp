@@ -3,6 +3,7 @@
 // an evaluation (edge vectors, or positions and cell rows) to the symmetrisation stage
 // (symmetrize.cpp) and turns their lab-frame gradient into forces and virials.
 #include "symprobe/symprobe.hpp"
+#include "cpu_cache.hpp"
 #include "metatomic.hpp"
 #include "symmetrize.hpp"
 
@@ -459,6 +460,8 @@ struct Model::Impl {
         // forces need autograd even if the caller is in inference mode: no tensor of this
         // evaluation may be an inference tensor
         c10::InferenceMode no_inference(false);
+        std::optional<detail::CpuCacheScope> cache;  // large CPU blocks reused (cpu_cache.hpp)
+        if (device.is_cpu()) cache.emplace();
         const int64_t n = g.n_nodes, n_edges = g.n_edges;
         auto i32 = torch::TensorOptions().dtype(torch::kInt32);
         auto i64 = torch::TensorOptions().dtype(torch::kInt64);
@@ -526,6 +529,8 @@ struct Model::Impl {
                                                  "' (the model gives no per-edge gradient to split)");
         }
         c10::InferenceMode no_inference(false);
+        std::optional<detail::CpuCacheScope> cache;
+        if (device.is_cpu()) cache.emplace();
         std::vector<double> rows;
         std::vector<detail::Part> parts;
         int64_t n_atoms = 0, n_edges = 0;

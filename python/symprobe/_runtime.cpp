@@ -223,6 +223,13 @@ PYBIND11_MODULE(_runtime, m) {
         }
         return out;
     });
+    m.def("cpu_cache_stats", []() {
+        const symprobe::CpuCacheStats stats = symprobe::cpu_cache_stats();
+        py::dict d;
+        d["free_bytes"] = stats.free_bytes;
+        d["reused"] = stats.reused;
+        return d;
+    });
     m.def("bundled_models", &symprobe::bundled_models);
     m.def("bundled_model_path", &symprobe::bundled_model_path, py::arg("name"));
     m.def("resolve_model_path", &symprobe::resolve_model_path, py::arg("model"));

@@ -33,6 +33,13 @@ def option_table() -> list[dict]:
     return _runtime.option_table()
 
 
+def cpu_cache_stats() -> dict:
+    """The core's cache of large CPU blocks (docs/performance.md): `free_bytes`, the bytes of
+    freed blocks it holds for the next evaluation, and `reused`, the allocations it has served
+    from kept blocks since the process started."""
+    return _runtime.cpu_cache_stats()
+
+
 def take_options(kwargs: dict) -> dict:
     """Removes the core's options (by the names of the table) from `kwargs` and returns them;
     for front ends whose own keywords sit beside them (ASE's Calculator, i-PI's -o)."""

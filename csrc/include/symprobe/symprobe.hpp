@@ -347,6 +347,15 @@ std::string bundled_model_path(const std::string& name);
 // then names it as missing).
 std::string resolve_model_path(const std::string& model);
 
+// CPU evaluations keep the large blocks (>= 1 MB) that they free for the next evaluation, instead
+// of taking fresh pages from the system every time (docs/performance.md): the bytes of free
+// blocks the cache holds now, and the allocations it has served from kept blocks so far.
+struct CpuCacheStats {
+    int64_t free_bytes = 0;
+    int64_t reused = 0;
+};
+CpuCacheStats cpu_cache_stats();
+
 class Model {
 public:
     // Loads the TorchScript file (or bundled model by name, see resolve_model_path) and its
