@@ -4,6 +4,7 @@
 
 #include <c10/core/Allocator.h>
 #include <c10/core/impl/alloc_cpu.h>
+#include <c10/util/Exception.h>
 
 #include <cstdlib>
 #include <map>
@@ -48,7 +49,7 @@ public:
                 ++reused_;
             }
         }
-        if (data == nullptr) data = c10::alloc_cpu(bytes);
+        if (data == nullptr) data = fresh(bytes);
         {
             std::lock_guard<std::mutex> lock(mutex_);
             live_[data] = bytes;
@@ -100,6 +101,25 @@ public:
     }
 
 private:
+    // a new block; where the system has none left, the cache's free blocks go back to it first
+    void* fresh(size_t bytes) {
+        try {
+            return c10::alloc_cpu(bytes);
+        } catch (const c10::Error&) {
+            std::vector<void*> blocks;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                for (auto& [size, free] : free_) {
+                    for (auto& block : free) blocks.push_back(block.first);
+                }
+                free_.clear();
+                free_bytes_ = 0;
+            }
+            for (void* data : blocks) c10::free_cpu(data);
+            return c10::alloc_cpu(bytes);
+        }
+    }
+
     // above the registered default (0), so that SetAllocator takes it, and the same to restore
     static constexpr uint8_t kPriority = 1;
 
