@@ -16,8 +16,10 @@
 namespace symprobe::detail {
 namespace {
 
-// below this, malloc's own bins serve blocks without fresh pages
+// smaller blocks are left to malloc, which recycles them within its arena
 constexpr size_t kLargeBytes = size_t(1) << 20;
+// and blocks this large (beyond any machine) are not rounded to a size class
+constexpr size_t kHugeBytes = size_t(1) << 60;
 
 // sizes rounded up to 8 classes per power of two (at most 12.5 % more): a neighbour-list
 // rebuild changes the edge count a little, and the next step's tensors still find their blocks
@@ -33,7 +35,7 @@ public:
     // every block from c10::alloc_cpu (what torch's default CPU allocator uses), so that one
     // deleter frees any block: large ones into the cache, others back to the system
     c10::DataPtr allocate(size_t n) override {
-        if (n < kLargeBytes) {
+        if (n < kLargeBytes || n >= kHugeBytes) {
             void* data = c10::alloc_cpu(n);
             return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
         }
@@ -49,7 +51,13 @@ public:
                 ++reused_;
             }
         }
-        if (data == nullptr) data = fresh(bytes);
+        if (data == nullptr) {
+            // a size no kept block has: the shapes changed (another system, chunk or piece);
+            // blocks kept from before this evaluation go back first, so that they and the new
+            // blocks are not resident together
+            release_free(/*stale_only=*/true);
+            data = fresh(bytes);
+        }
         {
             std::lock_guard<std::mutex> lock(mutex_);
             live_[data] = bytes;
@@ -72,27 +80,18 @@ public:
     }
 
     void leave() {
-        std::vector<void*> stale;
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            if (--scopes_ > 0) return;
-            c10::SetAllocator(c10::DeviceType::CPU, previous_, kPriority);
-            // blocks freed before the evaluations that just ended and not reused in them
-            for (auto& [bytes, free] : free_) {
-                size_t kept = 0;
-                for (auto& block : free) {
-                    if (block.second < epoch_) {
-                        stale.push_back(block.first);
-                        free_bytes_ -= static_cast<int64_t>(bytes);
-                    } else {
-                        free[kept++] = block;
-                    }
-                }
-                free.resize(kept);
+            // restored by the last scope, unless someone else replaced this allocator meanwhile
+            if (--scopes_ == 0 && c10::GetAllocator(c10::DeviceType::CPU) == this) {
+                c10::SetAllocator(c10::DeviceType::CPU, previous_, kPriority);
             }
-            ++epoch_;
         }
-        for (void* data : stale) c10::free_cpu(data);
+        // every evaluation's end (of any thread) returns the blocks kept from before it that it
+        // did not reuse
+        release_free(/*stale_only=*/true);
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++epoch_;
     }
 
     CpuCacheStats stats() {
@@ -101,27 +100,41 @@ public:
     }
 
 private:
+    // Returns free blocks to the system: those kept from before the current evaluation
+    // (freed in an earlier epoch), or all.
+    void release_free(bool stale_only) {
+        std::vector<void*> blocks;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            for (auto& [bytes, free] : free_) {
+                size_t kept = 0;
+                for (auto& block : free) {
+                    if (!stale_only || block.second < epoch_) {
+                        blocks.push_back(block.first);
+                        free_bytes_ -= static_cast<int64_t>(bytes);
+                    } else {
+                        free[kept++] = block;
+                    }
+                }
+                free.resize(kept);
+            }
+        }
+        for (void* data : blocks) c10::free_cpu(data);
+    }
+
     // a new block; where the system has none left, the cache's free blocks go back to it first
     void* fresh(size_t bytes) {
         try {
             return c10::alloc_cpu(bytes);
         } catch (const c10::Error&) {
-            std::vector<void*> blocks;
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                for (auto& [size, free] : free_) {
-                    for (auto& block : free) blocks.push_back(block.first);
-                }
-                free_.clear();
-                free_bytes_ = 0;
-            }
-            for (void* data : blocks) c10::free_cpu(data);
+            release_free(/*stale_only=*/false);
             return c10::alloc_cpu(bytes);
         }
     }
 
-    // above the registered default (0), so that SetAllocator takes it, and the same to restore
-    static constexpr uint8_t kPriority = 1;
+    // the priority of torch's own CPU allocator: the cache replaces it, and it alone (an
+    // allocator installed with a higher priority stays, and the cache is then unused)
+    static constexpr uint8_t kPriority = 0;
 
     static void release(void* data) { instance().give_back(data); }
 

@@ -4,9 +4,10 @@
 // (at most 32 MB) with fresh pages that the kernel zeroes on first touch: at 12288 atoms of a
 // PET a fifth of an evaluation went to those page faults. While a CpuCacheScope lives, torch's
 // CPU allocator keeps the large blocks it frees and hands them out again for allocations of the
-// same size class. A cached block that no evaluation reused since the previous one ended is
-// returned to the system when the next evaluation ends, so the cache holds about one
-// evaluation's large blocks. SYMPROBE_NO_CPU_CACHE=1 in the environment turns it off.
+// same size class. Blocks kept from before an evaluation that it did not reuse are returned to
+// the system when it ends, or as soon as it needs a size no kept block has (the shapes changed),
+// so the cache holds about one evaluation's large blocks. SYMPROBE_NO_CPU_CACHE=1 in the
+// environment turns it off.
 #pragma once
 
 #include <cstdint>

@@ -283,6 +283,24 @@ def test_float32_model_adds_large_baselines_without_rounding():
     assert abs(network32 - network64) < 1e-6 * max(1.0, abs(network64)), (network32, network64)
 
 
+def test_graphs_without_atoms_or_edges():
+    """No atoms: no energies; atoms without edges: each its baseline plus the atom-token
+    energies of its species, from the eager and the scripted model alike (a layer may be called
+    on any part of a graph, docs/model-contract.md)."""
+    model = small_pet()
+    model.baseline.copy_(torch.tensor([-1.5, -3.0], dtype=torch.float64))
+    scripted = torch.jit.script(model)
+    empty = torch.zeros(0, dtype=torch.long)
+    for m in (model, scripted):
+        assert m(empty, empty, empty, torch.zeros(0, 3, dtype=torch.float64)).shape == (0,)
+        lone = m(torch.tensor([8, 1, 1]), empty, empty, torch.zeros(0, 3, dtype=torch.float64))
+        assert lone[1] == lone[2] and lone[0] != lone[1]
+        assert abs(lone[1].item() + 1.5) > 1e-6  # the heads add to the baseline
+        features, energies = m.layer(0, torch.zeros(0, dtype=torch.long), torch.zeros(0, 16, dtype=torch.float64),
+                                     empty, empty, torch.zeros(0, 3, dtype=torch.float64))
+        assert features.shape == (0, 16) and energies.shape == (0,)
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "examples").glob("*.toml")))
 def test_example_training_configs_are_valid(name):
     """Every shipped recipe parses, builds its model and names an [init] checkpoint of the same

@@ -120,8 +120,9 @@ class Layer(nn.Module):
             edge_out.append(tokens[graph.group_slots[g]])
         atom = atom_out
         energies = energies + self.atom_energy(atom).squeeze(-1)
-        bonds = self.bond_energy(torch.cat(edge_out)).squeeze(-1) * graph.fc
-        energies = energies.index_add(0, graph.centers, bonds)
+        if len(edge_out) > 0:  # an empty graph has no group
+            bonds = self.bond_energy(torch.cat(edge_out)).squeeze(-1) * graph.fc
+            energies = energies.index_add(0, graph.centers, bonds)
         return atom, energies
 
 
@@ -262,7 +263,7 @@ class PET(nn.Module):
             group_heads.append(torch.arange(last - first, device=centers.device) * (width + 1))
             group_slots.append(slot)
             group_log_weights.append(log_weights.view(last - first, width + 1))
-        edges = torch.cat(group_edges)
+        edges = torch.cat(group_edges) if len(group_edges) > 0 else order
         return Graph(centers[edges], neighbors[edges], fc[edges], geometry[edges], group_atoms,
                      [int(e.shape[0]) for e in group_edges], group_heads, group_slots,
                      group_log_weights)
