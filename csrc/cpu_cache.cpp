@@ -32,12 +32,13 @@ size_t size_class(size_t n) {
 
 class CachingCpuAllocator final : public c10::Allocator {
 public:
-    // every block from c10::alloc_cpu (what torch's default CPU allocator uses), so that one
-    // deleter frees any block: large ones into the cache, others back to the system
+    // every block from c10::alloc_cpu (what torch's default CPU allocator uses): small ones go
+    // straight back to the system (no lock on that path), large ones into the cache; `release`
+    // (the raw deleter) takes either
     c10::DataPtr allocate(size_t n) override {
         if (n < kLargeBytes || n >= kHugeBytes) {
             void* data = c10::alloc_cpu(n);
-            return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
+            return {data, data, &c10::free_cpu, c10::Device(c10::DeviceType::CPU)};
         }
         const size_t bytes = size_class(n);
         void* data = nullptr;
@@ -170,9 +171,6 @@ private:
     std::map<size_t, std::vector<std::pair<void*, uint64_t>>> free_;  // by size class: (block, epoch freed)
 };
 
-}  // namespace
-
-namespace {
 // SYMPROBE_NO_CPU_CACHE=1 leaves torch's allocator alone (as PYTORCH_NO_CUDA_MEMORY_CACHING does
 // for CUDA): every block back to the system when freed
 bool cache_enabled() {
@@ -191,8 +189,6 @@ CpuCacheScope::CpuCacheScope() : active_(cache_enabled()) {
 CpuCacheScope::~CpuCacheScope() {
     if (active_) CachingCpuAllocator::instance().leave();
 }
-
-int64_t cpu_cache_free_bytes() { return CachingCpuAllocator::instance().stats().free_bytes; }
 
 }  // namespace symprobe::detail
 

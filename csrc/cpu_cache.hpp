@@ -27,7 +27,4 @@ private:
     bool active_;
 };
 
-// Bytes of freed blocks the cache holds: allocated from malloc's point of view, in no tensor.
-int64_t cpu_cache_free_bytes();
-
 }  // namespace symprobe::detail

@@ -3,8 +3,6 @@
 // work stays on the model's device; results cross to the host once per evaluation.
 #include "symmetrize.hpp"
 
-#include "cpu_cache.hpp"
-
 #include <ATen/DeviceAccelerator.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -54,7 +52,7 @@ int64_t MemoryBudget::in_use(const torch::Device& device) {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
     // the cache's free blocks are allocated for malloc and in no tensor
     const struct mallinfo2 info = mallinfo2();
-    return static_cast<int64_t>(info.uordblks + info.hblkhd) - cpu_cache_free_bytes();
+    return static_cast<int64_t>(info.uordblks + info.hblkhd) - cpu_cache_stats().free_bytes;
 #else
     return -1;
 #endif
